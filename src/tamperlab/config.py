@@ -1,0 +1,164 @@
+"""Declarative specs: every field has a type, a default and a docstring.
+
+A spec's id is a hash of its canonical resolved form (sorted keys, defaults filled in), so a rerun of the same
+spec finds its finished parts in the store. YAML files plus dotted ``key=value`` overrides load through
+:func:`load_spec`; invalid input raises :class:`ConfigError` naming the field's path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tamperlab.errors import ConfigError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+class Spec(BaseModel):
+    """Base for specs: unknown fields are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentRef(Spec):
+    """A registered component (attack, defense, judge) referred to by name with its arguments."""
+
+    name: str = Field(description="Registered name, e.g. 'keyword' or 'harmful-sft'.")
+    args: dict[str, Any] = Field(default_factory=dict, description="Arguments validated by the component.")
+
+
+class ModelSpec(Spec):
+    """Which model to load and how."""
+
+    name: str = Field(
+        default=DEFAULT_MODEL,
+        description="The embedded model's name, a local Hugging Face model directory, or a .gguf file.",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="'auto' is float32 on CPU (no bf16 units here) and bfloat16 on CUDA."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="'auto' picks CUDA if present.")
+
+
+class DataRef(Spec):
+    """A prompt set: a built-in set or a standard file the user has."""
+
+    source: str = Field(
+        description="'builtin:NAME', or 'FORMAT:PATH' with FORMAT one of advbench, harmbench, jailbreakbench, "
+        "xstest-safe, xstest-unsafe, json, jsonl, csv (generic formats take ?column=NAME)."
+    )
+    split: Literal["train", "val", "test", "all"] = Field(
+        default="test", description="Which fixed split to use; standard files are split deterministically."
+    )
+    limit: int | None = Field(default=None, ge=1, description="Use at most this many prompts (first N).")
+
+
+class EvalSpec(Spec):
+    """What `tamperlab eval` measures on one model."""
+
+    harmful: DataRef = Field(
+        default=DataRef(source="builtin:harmful", limit=50),
+        description="Harmful requests; harmful compliance rate is measured here.",
+    )
+    harmless: DataRef = Field(
+        default=DataRef(source="builtin:harmless", limit=50),
+        description="Plainly harmless instructions; refusal here is plain over-refusal. Their reference "
+        "responses give the capability NLL.",
+    )
+    overrefusal: DataRef = Field(
+        default=DataRef(source="builtin:overrefusal", limit=50),
+        description="Safe prompts that look unsafe; refusal here is over-refusal.",
+    )
+    judges: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(name="embedding"), ComponentRef(name="keyword")],
+        description="Judges to run; the first is primary and drives the headline rates.",
+    )
+    max_new_tokens: int = Field(default=64, ge=1, description="Generation length limit.")
+    batch_size: int = Field(default=16, ge=1, description="Prompts generated per batch.")
+    nll_limit: int | None = Field(
+        default=100, ge=1, description="Held-out harmless reference responses scored for capability NLL."
+    )
+    kl_limit: int | None = Field(
+        default=50, ge=1, description="Harmless prompts used for KL from the reference model."
+    )
+    reference_model: ModelSpec | None = Field(
+        default=None, description="If set, KL of next-token distributions from this model is measured."
+    )
+
+
+S = TypeVar("S", bound=Spec)
+
+
+def spec_id(spec: Spec, prefix: str = "") -> str:
+    """Deterministic id: sha256 of the canonical JSON of the resolved spec (first 16 hex digits)."""
+    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return f"{prefix}{digest}"
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as YAML, so '3e-5', 'true', '[1,2]' get their natural types."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply dotted ``key=value`` overrides (torchtune style) to a nested dict."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key=value")
+        key, value = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key!r}: {part!r} is not a mapping")
+            node = child
+        node[parts[-1]] = _parse_value(value)
+    return data
+
+
+def validate(model: type[S], data: dict[str, Any], source: str = "spec") -> S:
+    """Validate ``data`` into ``model``; the error names the first bad field's dotted path."""
+    try:
+        return model(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ConfigError(f"{source}: {where}: {first['msg']}") from None
+
+
+def load_spec(model: type[S], path: str | Path | None = None, overrides: list[str] | None = None) -> S:
+    """Load a spec from YAML (or defaults when ``path`` is None) plus dotted overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"spec file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}: malformed YAML{where}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
+        data = loaded
+    data = apply_overrides(data, overrides or [])
+    return validate(model, data, source)

@@ -1,0 +1,1 @@
+"""Generation, judges, safety and capability metrics, break cost."""

