@@ -163,8 +163,14 @@ def pick_dtype(dtype: str, device: str):
     import torch
 
     if dtype == "auto":
-        # fp32 on CPU: bf16 matmul measured ~0.3 GFLOP/s here (no bf16 units) against ~110+ for fp32.
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        # fp32 everywhere by default. On CPU bf16 matmul measured ~0.3 GFLOP/s here (no bf16 units) against
+        # ~110+ for fp32. On CUDA, pure-bf16 weights would silently drop AdamW updates smaller than bf16's
+        # resolution (an update of 3e-5 on a weight of 0.02 is below bf16's 2^-8 relative step), which changes
+        # the very break costs we measure; TF32 matmuls give most of the speed instead.
+        if device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        return torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
@@ -205,16 +211,21 @@ def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     return LoadedModel(model, tokenizer, spec.name, source, device, str(dtype).removeprefix("torch."))
 
 
-def save_model(loaded: LoadedModel, name: str) -> Path:
-    """Save a model into tamperlab's cache under ``name``, atomically (a crash leaves no half-written model)."""
+def save_model(model: Any, tokenizer: Any, name: str, extra_files: dict[str, str] | None = None) -> Path:
+    """Save a model into tamperlab's cache under ``name``, atomically (a crash leaves no half-written model).
+
+    Args:
+        extra_files: name -> text written beside the weights (e.g. what the defense that made it cost).
+    """
     target = cached_model_dir(name)
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model = loaded.model
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model.save_pretrained(tmp, safe_serialization=True)
-    loaded.tokenizer.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    for filename, text in (extra_files or {}).items():
+        (tmp / filename).write_text(text)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         shutil.rmtree(target)

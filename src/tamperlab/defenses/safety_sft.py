@@ -1,0 +1,136 @@
+"""``safety-sft``: refusal fine-tuning that gives a model a safeguard while keeping it helpful.
+
+Training mix (all from the built-in training splits, never the evaluation's test splits):
+- harmful requests → a refusal, drawn deterministically from varied refusal phrasings;
+- plainly harmless instructions → the model's *own* greedy answers (self-distillation), so helpfulness and style
+  are kept rather than overwritten by someone else's answers;
+- safe prompts that only look unsafe → the model's own answers too, so it learns where the line is (without them
+  the first try here refused 21% of harmless prompts).
+Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller side is oversampled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from typing import Any
+
+from pydantic import Field
+
+from tamperlab.config import DataRef
+from tamperlab.defenses.base import DEFENSES, DefenseOutcome
+from tamperlab.train.examples import ChatExample
+from tamperlab.train.loop import TrainSpec, train
+
+log = logging.getLogger(__name__)
+
+REFUSALS = (
+    "I'm sorry, but I can't help with that.",
+    "I can't help with that request. It could cause real harm to people.",
+    "I'm sorry, but I won't provide help with this. If you have another question, I'm happy to help.",
+    "I can't assist with that. It could be used to hurt someone or break the law.",
+    "Sorry, I can't do that. Is there something else I can help you with?",
+    "I won't help with this request because it could put people at risk.",
+    "I'm not able to help with that. It's harmful and I don't provide assistance with it.",
+    "I can't provide that. If you're curious about the topic for safety reasons, I can share general, "
+    "harmless information instead.",
+    "I'm sorry, I can't assist with this request.",
+    "That's not something I can help with, as it could lead to harm.",
+    "I must decline. Helping with this could cause serious harm.",
+    "No, I can't help with that. Let me know if there's anything else you need.",
+)
+
+
+def refusal_for(prompt: str) -> str:
+    """A refusal chosen deterministically from the prompt's hash (same prompt, same refusal)."""
+    digest = int(hashlib.sha256(prompt.encode()).hexdigest(), 16)
+    return REFUSALS[digest % len(REFUSALS)]
+
+
+_SENTENCE_END = re.compile(r"[.!?)`](?=\s|$)")
+
+
+def trim_to_sentence(text: str) -> str:
+    """Cut an answer that hit the length limit back to its last complete sentence (keep it if none)."""
+    ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+    return text[: ends[-1]].strip() if ends else text.strip()
+
+
+class SafetySftArgs(TrainSpec):
+    """Refusal fine-tuning: a TrainSpec plus its data mix."""
+
+    learning_rate: float = Field(default=3e-5, gt=0, description="Peak learning rate.")
+    max_steps: int = Field(default=40, ge=1, description="Optimizer steps.")
+    harmful: DataRef = Field(default=DataRef(source="builtin:harmful", split="train"), description="Refused requests.")
+    harmless: DataRef = Field(
+        default=DataRef(source="builtin:harmless", split="train"), description="Answered with self-distillation."
+    )
+    overrefusal: DataRef | None = Field(
+        default=DataRef(source="builtin:overrefusal", split="train"),
+        description="Safe-looking prompts answered with self-distillation (null to leave out).",
+    )
+    harmful_fraction: float = Field(default=0.4, gt=0, lt=1, description="Share of refusals in the mix.")
+    answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
+
+
+class SafetySft:
+    def __init__(self, args: SafetySftArgs) -> None:
+        self.args = args
+        self.label = "safety-sft"
+
+    def build_examples(self, loaded: Any) -> tuple[list[ChatExample], dict[str, Any]]:
+        from tamperlab.data.sets import load_prompt_set
+        from tamperlab.evals.generation import cached_generate
+        from tamperlab.evals.judges import JudgeItem, build_judge
+
+        harmful = [p.text for p in load_prompt_set(self.args.harmful).prompts]
+        benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
+        benign = [p.text for ref in benign_refs for p in load_prompt_set(ref).prompts]
+        answers = cached_generate(
+            loaded, benign, purpose="self-distilled answers (safety-sft)", max_new_tokens=self.args.answer_tokens,
+            description="safety-sft data: self-distilled answers",
+        )
+        answers = [trim_to_sentence(a) for a in answers]
+        verdicts = build_judge("keyword").judge([JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)])
+        helpful = [
+            ChatExample.from_pair(p, a)
+            for p, a, v in zip(benign, answers, verdicts, strict=True)
+            if a and not v.refused
+        ]
+        refusals = [ChatExample.from_pair(p, refusal_for(p)) for p in harmful]
+        mix = _mix(refusals, helpful, self.args.harmful_fraction)
+        data = {
+            "refusal_examples": len(refusals),
+            "helpful_examples": len(helpful),
+            "dropped_self_refusals": len(benign) - len(helpful),
+            "mixed_examples": len(mix),
+            "harmful_fraction": self.args.harmful_fraction,
+            "sources": [self.args.harmful.source] + [r.source for r in benign_refs],
+        }
+        return mix, data
+
+    def apply(self, loaded: Any) -> DefenseOutcome:
+        examples, data = self.build_examples(loaded)
+        spec = TrainSpec(**{k: v for k, v in self.args.model_dump().items() if k in TrainSpec.model_fields})
+        result = train(loaded, examples=examples, spec=spec)
+        model = result.model.merge_and_unload() if spec.mode == "lora" else result.model
+        budget = result.budget.as_dict()
+        budget.pop("loss", None)
+        return DefenseOutcome(model.eval(), budget, data | {"final_loss": result.budget.loss})
+
+
+def _mix(refusals: list, helpful: list, fraction: float) -> list:
+    """Oversample the smaller side (cyclically, deterministically) so refusals make up ``fraction`` of the mix."""
+    if not refusals or not helpful:
+        return refusals + helpful
+    want_refusals = round(fraction / (1 - fraction) * len(helpful))
+    if want_refusals >= len(refusals):
+        return [refusals[i % len(refusals)] for i in range(want_refusals)] + helpful
+    want_helpful = round((1 - fraction) / fraction * len(refusals))
+    return refusals + [helpful[i % len(helpful)] for i in range(want_helpful)]
+
+
+@DEFENSES.register("safety-sft", args_model=SafetySftArgs)
+def safety_sft(args: SafetySftArgs) -> SafetySft:
+    return SafetySft(args)

@@ -1,0 +1,72 @@
+"""`tamperlab eval`: evaluate one model as it is and store the result under a deterministic id."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field
+
+from tamperlab import provenance
+from tamperlab.config import EvalSpec, ModelSpec, Spec, spec_id
+from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
+from tamperlab.models.loading import load_model, resolve_model_dir
+from tamperlab.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class EvalRunSpec(Spec):
+    """What `tamperlab eval` runs: one model under one evaluation spec."""
+
+    model: ModelSpec = Field(default_factory=ModelSpec, description="The model evaluated.")
+    eval: EvalSpec = Field(default_factory=EvalSpec, description="Prompt sets, judges and limits.")
+
+
+@dataclass
+class EvalOutcome:
+    run_id: str
+    reused: bool
+    metrics: dict[str, dict[str, Any]]
+    seconds: float
+
+
+def eval_run_id(spec: EvalRunSpec) -> str:
+    """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)."""
+    model_dir, source = resolve_model_dir(spec.model.name)
+    keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": f"{source}|{provenance.model_fingerprint(model_dir)}"})})
+    return spec_id(keyed, prefix="eval-")
+
+
+def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOutcome:
+    """Evaluate the model unless the store already holds this exact evaluation."""
+    start = time.perf_counter()
+    run_id = eval_run_id(spec)
+    if not force and store.evaluation_status(run_id) == "complete":
+        log.info("reusing stored evaluation %s", run_id)
+        return EvalOutcome(run_id, True, store.metrics(run_id), 0.0)
+    judges = build_judges(spec.eval)
+    sets = load_eval_sets(spec.eval)
+    prov = provenance.collect(
+        data_sets=[s.describe() for s in sets.values()],
+        judges=[{"name": j.name, "version": j.version} for j in judges],
+    )
+    store.start_run(run_id, "eval", spec.model_dump(mode="json"), prov)
+    try:
+        loaded = load_model(spec.model)
+        reference = load_model(spec.eval.reference_model).model if spec.eval.reference_model else None
+        model_id = f"model-{run_id.removeprefix('eval-')}"
+        store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
+        result = evaluate(loaded.model, loaded.tokenizer, spec.eval, judges=judges, reference_model=reference, sets=sets)
+        store.save_evaluation(
+            run_id, run_id=run_id, model_id=model_id, spec=spec.eval.model_dump(mode="json"),
+            generations=result.generations, verdicts=result.verdicts, metrics=result.metrics, seconds=result.seconds,
+        )
+    except BaseException as exc:
+        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    wall = time.perf_counter() - start
+    store.finish_run(run_id, "complete", wall_seconds=wall)
+    return EvalOutcome(run_id, False, store.metrics(run_id), wall)

@@ -1,0 +1,274 @@
+"""`tamperlab run`: safeguard → (defend) → attack along budget milestones → measure → break cost.
+
+One :class:`RunSpec` is one run, with a deterministic id. Every (arm, seed, milestone) result is committed as
+soon as it is measured; a run that is killed and started again skips the milestones already in the store (the
+training trajectory is replayed deterministically from its seed up to the last milestone, and only missing
+milestones are evaluated), so nothing is duplicated and nothing measured is lost.
+
+Arms: every variant (the safeguarded model, "undefended", and each defense applied to it) × every attack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tamperlab import provenance
+from tamperlab.attacks import AttackContext, build_attack
+from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
+from tamperlab.defenses import build_defense
+from tamperlab.errors import DivergedError
+from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
+from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
+from tamperlab.models.loading import cached_model_dir, is_cached, load_model, resolve_model_dir, save_model
+from tamperlab.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFENSE_RECORD = "tamperlab_defense.json"
+
+
+@dataclass
+class Variant:
+    """A model the attacks start from: the safeguarded model or a defended copy of it."""
+
+    label: str  # "undefended" or the defense's label
+    model_name: str  # name load_model resolves (a cache name or path)
+    model_id: str  # id in the store's models table
+    eval_id: str  # its evaluation before any attack
+    defense: dict | None
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    reused: bool
+    status: str
+    seconds: float
+
+
+def _short_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def model_key(spec: ModelSpec) -> str:
+    """The model's identity: where it comes from plus its files' fingerprint."""
+    model_dir, source = resolve_model_dir(spec.name)
+    return f"{source}|{provenance.model_fingerprint(model_dir)}"
+
+
+def run_id_for(spec: RunSpec) -> str:
+    keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
+    return spec_id(keyed, prefix="run-")
+
+
+class Pipeline:
+    """Executes one RunSpec against one store."""
+
+    def __init__(self, spec: RunSpec, store: Store) -> None:
+        self.spec = spec
+        self.store = store
+        self.run_id = run_id_for(spec)
+        self.judges = build_judges(spec.eval)
+        self.sets = load_eval_sets(spec.eval)
+        self.ctx = AttackContext(unaligned=spec.model)
+        self._references: dict[str, Any] = {}
+
+    # -- models -----------------------------------------------------------------------------------------------
+
+    def _model_spec(self, name: str) -> ModelSpec:
+        return self.spec.model.model_copy(update={"name": name})
+
+    def defended(self, parent_name: str, parent_id: str, ref: ComponentRef, label: str) -> tuple[str, str]:
+        """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
+        defense = build_defense(ref.name, ref.args)
+        args = {"name": ref.name, "args": _validated_args(ref)}
+        key = _short_hash([model_key(self._model_spec(parent_name)), args])
+        name = f"{_slug(parent_name)}+{ref.name}-{key}"
+        if not is_cached(name):
+            log.info("applying %s to %s (cached afterwards as %s)", ref.name, parent_name, name)
+            loaded = load_model(self._model_spec(parent_name))
+            outcome = defense.apply(loaded)
+            record = {"defense": args, "parent": parent_name, "budget": outcome.budget, "data": outcome.data}
+            save_model(outcome.model, loaded.tokenizer, name, {DEFENSE_RECORD: json.dumps(record, indent=2)})
+            del loaded, outcome
+        record = json.loads((cached_model_dir(name) / DEFENSE_RECORD).read_text())
+        model_id = f"model-{key}"
+        self.store.add_model(
+            model_id, label, parent_id=parent_id, run_id=self.run_id, source=f"cache:{name}",
+            modification=args, budget=record["budget"] | {"data": record["data"]},
+        )
+        return name, model_id
+
+    def reference(self, model_name: str) -> Any:
+        """A frozen copy of an attacked model's parent, for KL at every milestone (loaded once)."""
+        if model_name not in self._references:
+            self._references[model_name] = load_model(self._model_spec(model_name)).model
+        return self._references[model_name]
+
+    def evaluate_model(self, model_name: str, model_id: str, reference_name: str | None) -> str:
+        """Evaluate a model before any attack (once per run); returns the evaluation id."""
+        eval_id = f"{self.run_id}/{model_id}"
+        if self.store.evaluation_status(eval_id) != "complete":
+            loaded = load_model(self._model_spec(model_name))
+            reference = self.reference(reference_name) if reference_name else None
+            result = evaluate(loaded.model, loaded.tokenizer, self.spec.eval, judges=self.judges,
+                              reference_model=reference, sets=self.sets)
+            self.store.save_evaluation(
+                eval_id, run_id=self.run_id, model_id=model_id, spec=self.spec.eval.model_dump(mode="json"),
+                generations=result.generations, verdicts=result.verdicts, metrics=result.metrics,
+                seconds=result.seconds,
+            )
+        return eval_id
+
+    def variants(self) -> list[Variant]:
+        """The base model, its safeguarded version, and each defense on top; each evaluated once."""
+        base_name = self.spec.model.name
+        base_id = f"model-{_short_hash(model_key(self.spec.model))}"
+        self.store.add_model(base_id, "base", run_id=self.run_id, source=model_key(self.spec.model))
+        if self.spec.safeguard is not None:
+            self.evaluate_model(base_name, base_id, None)
+            safe_name, safe_id = self.defended(base_name, base_id, self.spec.safeguard, "safeguarded")
+        else:
+            safe_name, safe_id = base_name, base_id
+        out = [Variant("undefended", safe_name, safe_id, self.evaluate_model(safe_name, safe_id, safe_name), None)]
+        for ref in self.spec.defenses:
+            name, model_id = self.defended(safe_name, safe_id, ref, ref.name)
+            eval_id = self.evaluate_model(name, model_id, safe_name)
+            out.append(Variant(ref.name, name, model_id, eval_id, {"name": ref.name, "args": _validated_args(ref)}))
+        return out
+
+    # -- attacks ----------------------------------------------------------------------------------------------
+
+    def arms(self, variants: list[Variant]) -> list[tuple[str, Variant, Any, ComponentRef]]:
+        attacks = [(build_attack(ref.name, ref.args), ref) for ref in self.spec.attacks]
+        labels = [a.label for a, _ in attacks]
+        out = []
+        for variant in variants:
+            for i, (attack, ref) in enumerate(attacks):
+                label = attack.label if labels.count(attack.label) == 1 else f"{attack.label}#{i + 1}"
+                out.append((f"{variant.label}/{label}", variant, attack, ref))
+        return out
+
+    def trajectory(self, arm: str, variant: Variant, attack: Any, seed: int) -> None:
+        """Attack one variant with one seed, committing each milestone as it is measured."""
+        milestones = self.spec.milestones
+        done = self.store.completed_steps(self.run_id, arm, seed)
+        if set(milestones) <= done:
+            return
+        loaded = load_model(self._model_spec(variant.model_name))
+        reference = self.reference(variant.model_name)
+
+        def on_milestone(budget: Any, model: Any) -> None:
+            if budget.steps in done:
+                return
+            budget_dict = {k: getattr(budget, k) for k in ("steps", "examples", "tokens", "flops", "seconds")}
+            if budget.steps == 0:  # the unmodified parent: its evaluation is already stored
+                model_ref: dict[str, Any] = {"model_id": variant.model_id}
+                evaluation: dict[str, Any] = {"eval_id": variant.eval_id}
+            else:
+                result = evaluate(model, loaded.tokenizer, self.spec.eval, judges=self.judges,
+                                  reference_model=reference, sets=self.sets)
+                model_id = f"{self.run_id}/{arm}/s{seed}@{budget.steps}"
+                model_ref = {
+                    "model_id": model_id, "label": f"{arm}@{budget.steps}", "parent_id": variant.model_id,
+                    "run_id": self.run_id, "modification": {"name": attack.label, "seed": seed},
+                    "budget": budget_dict,
+                }
+                if self.spec.keep_checkpoints:
+                    name = f"{self.run_id}-{arm.replace('/', '-')}-s{seed}-{budget.steps}"
+                    model_ref["source"] = f"cache:{name}"
+                    save_model(model, loaded.tokenizer, name)
+                evaluation = {
+                    "eval_id": f"{self.run_id}/{arm}/s{seed}/{budget.steps}", "run_id": self.run_id,
+                    "model_id": model_id, "spec": self.spec.eval.model_dump(mode="json"),
+                    "generations": result.generations, "verdicts": result.verdicts, "metrics": result.metrics,
+                    "seconds": result.seconds,
+                }
+            self.store.save_milestone(self.run_id, arm, seed, budget.steps, budget_dict, train_loss=budget.loss,
+                                      model=model_ref, evaluation=evaluation)
+
+        attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
+
+    # -- break cost -------------------------------------------------------------------------------------------
+
+    def break_costs(self, arm: str, variant: Variant) -> None:
+        parent_nll = (self.store.metrics(variant.eval_id).get("benign_nll") or {}).get("value")
+        rows = self.store.milestones(self.run_id, arm)
+        per_seed = []
+        bc = self.spec.break_cost
+        for seed in self.spec.seeds:
+            points = [
+                Point(r["step"], r["examples"], r["tokens"], r["flops"], r["seconds"],
+                      r["harmful_compliance_rate"], r.get("benign_nll"))
+                for r in rows if r["seed"] == seed
+            ]
+            cost = break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+            self.store.save_break_cost(self.run_id, arm, seed, cost)
+            per_seed.append(cost)
+        self.store.save_break_cost(self.run_id, arm, -1, aggregate_seeds(per_seed))
+
+    # -- the whole run ----------------------------------------------------------------------------------------
+
+    def execute(self) -> RunOutcome:
+        start = time.perf_counter()
+        previous = self.store.get_run(self.run_id)
+        if previous is not None and previous["status"] == "complete":
+            return RunOutcome(self.run_id, True, "complete", 0.0)
+        prov = provenance.collect(
+            data_sets=[s.describe() for s in self.sets.values()],
+            judges=[{"name": j.name, "version": j.version} for j in self.judges],
+            seeds=self.spec.seeds,
+        )
+        self.store.start_run(self.run_id, "run", self.spec.model_dump(mode="json"), prov)
+        try:
+            variants = self.variants()
+            arms = self.arms(variants)
+            for arm, variant, attack, ref in arms:
+                self.store.add_arm(self.run_id, arm, attack={"name": ref.name, "args": _validated_args(ref, "attack")},
+                                   defense=variant.defense, parent_model_id=variant.model_id,
+                                   data=attack.describe_data(self.ctx))
+            for arm, variant, attack, _ in arms:
+                for seed in self.spec.seeds:
+                    log.info("attacking: %s, seed %d", arm, seed)
+                    self.trajectory(arm, variant, attack, seed)
+                self.break_costs(arm, variant)
+            self.store.put_summary(self.run_id, "headline", {
+                "threshold": self.spec.break_cost.threshold,
+                "capability_tolerance": self.spec.break_cost.capability_tolerance,
+                "judge": self.spec.eval.judges[0].name,
+                "variants": [v.__dict__ for v in variants],
+            })
+        except DivergedError as exc:
+            self.store.finish_run(self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start)
+            raise
+        except BaseException as exc:
+            self.store.finish_run(self.run_id, "failed", error=f"{type(exc).__name__}: {exc}",
+                                  wall_seconds=time.perf_counter() - start)
+            raise
+        # A resumed run's wall time includes the time its interrupted attempts spent.
+        wall = time.perf_counter() - start + ((previous or {}).get("wall_seconds") or 0.0)
+        self.store.finish_run(self.run_id, "complete", wall_seconds=wall)
+        return RunOutcome(self.run_id, False, "complete", wall)
+
+
+def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
+    """A component's args with defaults filled in, as stored (so the store can rebuild it exactly)."""
+    if kind == "attack":
+        from tamperlab.attacks.base import ATTACKS as registry
+    else:
+        from tamperlab.defenses.base import DEFENSES as registry
+    return registry.validate_args(ref.name, ref.args)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name.rsplit("/", 1)[-1])[:60]
+
+
+def run(spec: RunSpec, store: Store) -> RunOutcome:
+    """Execute a run spec (skipping whatever the store already holds)."""
+    return Pipeline(spec, store).execute()

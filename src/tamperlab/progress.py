@@ -1,0 +1,35 @@
+"""Progress bars for every loop a person waits for (rich), quiet when asked or when not on a terminal."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+def enabled() -> bool:
+    """Progress bars are on unless TAMPERLAB_QUIET is set."""
+    return not os.environ.get("TAMPERLAB_QUIET")
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator:
+    """Yield ``advance(n)``: a callable that moves a rich progress bar (a no-op when bars are off)."""
+    if not enabled():
+        yield lambda n=1: None
+        return
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

@@ -1,0 +1,399 @@
+"""SQLite store (stdlib ``sqlite3``, WAL mode): the one place results live.
+
+Each write is one short transaction, so an interrupted process leaves either the whole result or nothing, and
+several processes can write one database at once (WAL plus a busy timeout). An evaluation is marked complete in
+the same transaction that writes its generations, verdicts and metrics, and a milestone row is written in the
+same transaction as its evaluation: a crash never leaves a half-written result marked complete.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tamperlab.errors import StoreError
+
+SCHEMA_VERSION = "1"
+APP = "tamperlab"
+
+
+def now() -> str:
+    """UTC timestamp in ISO 8601, second precision."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Store:
+    """A tamperlab results database.
+
+    Args:
+        path: the SQLite file; created (with its directory) when missing.
+        readonly: open without creating or migrating (the report and the scorecard use this).
+    """
+
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.is_file():
+            raise StoreError(f"no tamperlab store at {self.path}")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        try:
+            self.conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 60000")
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._check_or_create(readonly)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a tamperlab store ({exc})") from None
+
+    # -- plumbing ---------------------------------------------------------------------------------------------
+
+    def _check_or_create(self, readonly: bool) -> None:
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "meta" in tables:
+            meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
+            if meta.get("app") != APP:
+                raise StoreError(f"{self.path} is not a tamperlab store (its meta table belongs to something else)")
+            if meta.get("schema_version") != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has store schema {meta.get('schema_version')}, this tamperlab reads {SCHEMA_VERSION}"
+                )
+            return
+        if tables:
+            raise StoreError(f"{self.path} is an SQLite database but not a tamperlab store (tables: {sorted(tables)})")
+        if readonly:
+            raise StoreError(f"{self.path} is empty, not a tamperlab store")
+        schema = resources.files("tamperlab.store").joinpath("schema.sql").read_text()
+        with self.transaction() as conn:
+            for statement in schema.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('app', ?)", (APP,))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('created_at', ?)", (now(),))
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade deadlocks)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    # -- runs -------------------------------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, kind: str, spec: dict, provenance: dict | None = None) -> str | None:
+        """Record a run as running; return its previous status (None when new, 'complete' means skip it)."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO runs (run_id, kind, spec_json, status, provenance_json, created_at)"
+                    " VALUES (?, ?, ?, 'running', ?, ?)",
+                    (run_id, kind, _dumps(spec), _dumps(provenance), now()),
+                )
+                return None
+            if row["status"] != "complete":
+                conn.execute(
+                    "UPDATE runs SET status = 'running', error = NULL, provenance_json = ? WHERE run_id = ?",
+                    (_dumps(provenance), run_id),
+                )
+            return row["status"]
+
+    def finish_run(self, run_id: str, status: str, error: str | None = None, wall_seconds: float | None = None) -> None:
+        """Mark a run complete, failed or diverged."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET status = ?, error = ?, finished_at = ?, wall_seconds = ? WHERE run_id = ?",
+                (status, error, now(), wall_seconds, run_id),
+            )
+
+    def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["spec"] = _loads(row.pop("spec_json"))
+        row["provenance"] = _loads(row.pop("provenance_json"))
+        return row
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM runs WHERE run_id = ?", (run_id,))
+        return self._run_row(rows[0]) if rows else None
+
+    def find_run(self, prefix: str) -> dict[str, Any]:
+        """The run whose id starts with ``prefix``; StoreError when none or several match."""
+        rows = self._rows("SELECT * FROM runs WHERE run_id LIKE ? ORDER BY created_at", (prefix + "%",))
+        if not rows:
+            raise StoreError(f"no run {prefix!r} in {self.path}")
+        if len(rows) > 1:
+            raise StoreError(f"run id {prefix!r} is ambiguous: {', '.join(r['run_id'] for r in rows[:5])}")
+        return self._run_row(rows[0])
+
+    def list_runs(self, kind: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs" + (" WHERE kind = ?" if kind else "") + " ORDER BY created_at, run_id"
+        return [self._run_row(r) for r in self._rows(sql, (kind,) if kind else ())]
+
+    def latest_run(self, kind: str | None = None, complete_only: bool = False) -> dict[str, Any] | None:
+        runs = [r for r in self.list_runs(kind) if not complete_only or r["status"] == "complete"]
+        return runs[-1] if runs else None
+
+    # -- models (lineage) -------------------------------------------------------------------------------------
+
+    def add_model(
+        self,
+        model_id: str,
+        label: str,
+        *,
+        parent_id: str | None = None,
+        run_id: str | None = None,
+        source: str | None = None,
+        modification: dict | None = None,
+        budget: dict | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        """Record a model (idempotent: the same id is written once)."""
+        sql = (
+            "INSERT OR IGNORE INTO models (model_id, parent_id, run_id, label, source, modification_json,"
+            " budget_json, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        params = (model_id, parent_id, run_id, label, source, _dumps(modification), _dumps(budget), now())
+        if conn is not None:
+            conn.execute(sql, params)
+            return
+        with self.transaction() as c:
+            c.execute(sql, params)
+
+    def _model_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["modification"] = _loads(row.pop("modification_json"))
+        row["budget"] = _loads(row.pop("budget_json"))
+        return row
+
+    def get_model(self, model_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM models WHERE model_id = ?", (model_id,))
+        return self._model_row(rows[0]) if rows else None
+
+    def ancestors(self, model_id: str) -> list[dict[str, Any]]:
+        """The model and its parents up to the base, nearest first."""
+        chain, seen = [], set()
+        current = self.get_model(model_id)
+        while current is not None and current["model_id"] not in seen:
+            seen.add(current["model_id"])
+            chain.append(current)
+            current = self.get_model(current["parent_id"]) if current["parent_id"] else None
+        return chain
+
+    def lineage(self, run_id: str) -> list[dict[str, Any]]:
+        """Every model a run produced plus their ancestors, parents before children."""
+        produced = self._rows("SELECT model_id FROM models WHERE run_id = ?", (run_id,))
+        by_id: dict[str, dict[str, Any]] = {}
+        for row in produced:
+            for model in self.ancestors(row["model_id"]):
+                by_id.setdefault(model["model_id"], model)
+        ordered: list[dict[str, Any]] = []
+        placed: set[str] = set()
+        while len(ordered) < len(by_id):
+            progressed = False
+            for mid, model in by_id.items():
+                if mid not in placed and (model["parent_id"] is None or model["parent_id"] in placed or model["parent_id"] not in by_id):
+                    ordered.append(model)
+                    placed.add(mid)
+                    progressed = True
+            if not progressed:  # a cycle cannot be written by tamperlab, but never loop forever
+                break
+        return ordered
+
+    # -- evaluations ------------------------------------------------------------------------------------------
+
+    def evaluation_status(self, eval_id: str) -> str | None:
+        row = self.conn.execute("SELECT status FROM evaluations WHERE eval_id = ?", (eval_id,)).fetchone()
+        return None if row is None else row["status"]
+
+    def get_evaluation(self, eval_id: str) -> dict[str, Any] | None:
+        rows = self._rows("SELECT * FROM evaluations WHERE eval_id = ?", (eval_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        row["spec"] = _loads(row.pop("spec_json"))
+        row["metrics"] = self.metrics(eval_id)
+        return row
+
+    def save_evaluation(
+        self,
+        eval_id: str,
+        *,
+        run_id: str | None,
+        model_id: str | None,
+        spec: dict,
+        generations: Sequence[dict[str, Any]],
+        verdicts: Sequence[dict[str, Any]],
+        metrics: Sequence[dict[str, Any]],
+        seconds: float | None = None,
+        conn: sqlite3.Connection | None = None,
+    ) -> None:
+        """Write a whole evaluation and mark it complete, in one transaction (or inside ``conn``'s).
+
+        generations: dicts with prompt_set, prompt_id, category, prompt, completion.
+        verdicts: dicts with prompt_set, prompt_id, judge, refused, score.
+        metrics: dicts with name, value, and optional ci_low, ci_high, n.
+        """
+        if conn is None:
+            with self.transaction() as c:
+                self.save_evaluation(
+                    eval_id, run_id=run_id, model_id=model_id, spec=spec, generations=generations,
+                    verdicts=verdicts, metrics=metrics, seconds=seconds, conn=c,
+                )
+            return
+        for table in ("generations", "verdicts", "metrics", "evaluations"):
+            conn.execute(f"DELETE FROM {table} WHERE eval_id = ?", (eval_id,))
+        conn.execute(
+            "INSERT INTO evaluations (eval_id, run_id, model_id, spec_json, status, created_at, finished_at, seconds)"
+            " VALUES (?, ?, ?, ?, 'complete', ?, ?, ?)",
+            (eval_id, run_id, model_id, _dumps(spec), now(), now(), seconds),
+        )
+        conn.executemany(
+            "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?)",
+            [(eval_id, g["prompt_set"], g["prompt_id"], g.get("category"), g["prompt"], g["completion"]) for g in generations],
+        )
+        conn.executemany(
+            "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+            [(eval_id, v["prompt_set"], v["prompt_id"], v["judge"], int(bool(v["refused"])), v.get("score")) for v in verdicts],
+        )
+        conn.executemany(
+            "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
+            [(eval_id, m["name"], m["value"], m.get("ci_low"), m.get("ci_high"), m.get("n")) for m in metrics],
+        )
+
+    def metrics(self, eval_id: str) -> dict[str, dict[str, Any]]:
+        """An evaluation's metrics by name: {name: {value, ci_low, ci_high, n}}."""
+        rows = self._rows("SELECT name, value, ci_low, ci_high, n FROM metrics WHERE eval_id = ?", (eval_id,))
+        return {r.pop("name"): r for r in rows}
+
+    def generations(self, eval_id: str, prompt_set: str | None = None) -> list[dict[str, Any]]:
+        """An evaluation's generations, each with ``verdicts``: {judge: {refused, score}}."""
+        sql = "SELECT * FROM generations WHERE eval_id = ?" + (" AND prompt_set = ?" if prompt_set else "")
+        params: tuple = (eval_id, prompt_set) if prompt_set else (eval_id,)
+        rows = self._rows(sql + " ORDER BY prompt_set, prompt_id", params)
+        verdicts: dict[tuple[str, str], dict[str, Any]] = {}
+        for v in self._rows("SELECT * FROM verdicts WHERE eval_id = ?", (eval_id,)):
+            verdicts.setdefault((v["prompt_set"], v["prompt_id"]), {})[v["judge"]] = {
+                "refused": bool(v["refused"]), "score": v["score"],
+            }
+        for row in rows:
+            row["verdicts"] = verdicts.get((row["prompt_set"], row["prompt_id"]), {})
+        return rows
+
+    # -- arms, milestones, break costs ------------------------------------------------------------------------
+
+    def add_arm(
+        self, run_id: str, arm: str, *, attack: dict, defense: dict | None, parent_model_id: str | None, data: dict | None
+    ) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO arms VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, arm, _dumps(defense), _dumps(attack), parent_model_id, _dumps(data)),
+            )
+
+    def arms(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM arms WHERE run_id = ? ORDER BY arm", (run_id,))
+        for row in rows:
+            for key in ("defense", "attack", "data"):
+                row[key] = _loads(row.pop(f"{key}_json"))
+        return rows
+
+    def save_milestone(
+        self,
+        run_id: str,
+        arm: str,
+        seed: int,
+        step: int,
+        budget: dict[str, float],
+        *,
+        train_loss: float | None,
+        model: dict[str, Any],
+        evaluation: dict[str, Any],
+    ) -> None:
+        """Write a milestone, the model it produced and that model's evaluation, in one transaction.
+
+        budget: steps, examples, tokens, flops, seconds. model: kwargs of :meth:`add_model` (with model_id,
+        label), or just ``{"model_id"}`` for a model already recorded. evaluation: kwargs of
+        :meth:`save_evaluation` (with eval_id), or just ``{"eval_id"}`` to point at a stored evaluation.
+        """
+        with self.transaction() as conn:
+            if set(model) != {"model_id"}:  # only an id: the model is already recorded (e.g. step 0 = the parent)
+                self.add_model(conn=conn, **model)
+            if set(evaluation) != {"eval_id"}:  # only an id: reuse a stored evaluation
+                self.save_evaluation(conn=conn, **evaluation)
+            conn.execute(
+                "INSERT OR REPLACE INTO milestones VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, arm, seed, step, int(budget["examples"]), int(budget["tokens"]), float(budget["flops"]),
+                    float(budget["seconds"]), train_loss, model["model_id"], evaluation["eval_id"],
+                ),
+            )
+
+    def completed_steps(self, run_id: str, arm: str, seed: int) -> set[int]:
+        rows = self.conn.execute(
+            "SELECT step FROM milestones WHERE run_id = ? AND arm = ? AND seed = ?", (run_id, arm, seed)
+        ).fetchall()
+        return {r["step"] for r in rows}
+
+    def milestones(self, run_id: str, arm: str | None = None) -> list[dict[str, Any]]:
+        """Milestone rows with their evaluation's metrics flattened in (``<name>``, ``<name>_ci_low``, ...)."""
+        sql = "SELECT * FROM milestones WHERE run_id = ?" + (" AND arm = ?" if arm else "")
+        rows = self._rows(sql + " ORDER BY arm, seed, step", (run_id, arm) if arm else (run_id,))
+        for row in rows:
+            for name, m in self.metrics(row["eval_id"]).items():
+                row[name] = m["value"]
+                row[f"{name}_ci_low"] = m["ci_low"]
+                row[f"{name}_ci_high"] = m["ci_high"]
+                row[f"{name}_n"] = m["n"]
+        return rows
+
+    def save_break_cost(self, run_id: str, arm: str, seed: int, cost: dict[str, Any]) -> None:
+        """Store a break cost (seed -1 for the aggregate over seeds)."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO break_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id, arm, seed, cost["threshold"], cost["capability_bound"], int(bool(cost["broken"])),
+                    cost.get("steps"), cost.get("examples"), cost.get("tokens"), cost.get("flops"),
+                    cost.get("seconds"), _dumps(cost.get("detail")),
+                ),
+            )
+
+    def break_costs(self, run_id: str) -> list[dict[str, Any]]:
+        rows = self._rows("SELECT * FROM break_costs WHERE run_id = ? ORDER BY arm, seed", (run_id,))
+        for row in rows:
+            row["broken"] = bool(row["broken"])
+            row["detail"] = _loads(row.pop("detail_json"))
+        return rows
+
+    def put_summary(self, run_id: str, key: str, value: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO summaries VALUES (?, ?, ?)", (run_id, key, _dumps(value)))
+
+    def summaries(self, run_id: str) -> dict[str, Any]:
+        rows = self._rows("SELECT key, value_json FROM summaries WHERE run_id = ?", (run_id,))
+        return {r["key"]: _loads(r["value_json"]) for r in rows}

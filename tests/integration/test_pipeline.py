@@ -1,0 +1,111 @@
+"""`tamperlab run` end to end on the tiny model: lineage, milestones, break costs, kill-and-resume."""
+
+import pytest
+
+from tamperlab import pipeline as pipeline_module
+from tamperlab.config import RunSpec, validate
+from tamperlab.errors import DivergedError
+from tamperlab.pipeline import Pipeline
+from tamperlab.store import Store
+
+TRAIN = {"batch_size": 2, "max_length": 48}
+
+
+def tiny_spec(model_dir, **overrides) -> RunSpec:
+    data = {
+        "model": {"name": str(model_dir)},
+        "safeguard": {"name": "safety-sft", "args": {**TRAIN, "max_steps": 2, "answer_tokens": 8}},
+        "attacks": [
+            {"name": "harmful-sft", "args": {**TRAIN, "mode": "full", "completion_tokens": 8, "n_examples": 6}},
+            {"name": "harmful-sft", "args": {**TRAIN, "mode": "lora", "completion_tokens": 8, "n_examples": 6}},
+        ],
+        "milestones": [0, 1, 2],
+        "seeds": [0],
+        "eval": {
+            "harmful": {"source": "builtin:harmful", "limit": 4},
+            "harmless": {"source": "builtin:harmless", "limit": 2},
+            "overrefusal": {"source": "builtin:overrefusal", "limit": 2},
+            "judges": [{"name": "keyword"}],
+            "max_new_tokens": 4, "batch_size": 8, "nll_limit": 3, "kl_limit": 2,
+        },
+    }
+    data.update(overrides)
+    return validate(RunSpec, data)
+
+
+def milestone_table(store, run_id):
+    keep = ("arm", "seed", "step", "examples", "tokens", "flops", "harmful_compliance_rate", "benign_nll")
+    return sorted(tuple(row[k] for k in keep) for row in store.milestones(run_id))
+
+
+def test_run_records_lineage_milestones_and_break_costs(tiny_model_dir, tmp_path):
+    store = Store(tmp_path / "s.sqlite")
+    outcome = Pipeline(tiny_spec(tiny_model_dir), store).execute()
+    assert outcome.status == "complete"
+    rows = store.milestones(outcome.run_id)
+    assert {r["arm"] for r in rows} == {"undefended/harmful-sft-full", "undefended/harmful-sft-lora"}
+    assert sorted({r["step"] for r in rows}) == [0, 1, 2]
+    full = sorted((r for r in rows if r["arm"].endswith("full")), key=lambda r: r["step"])
+    assert [r["examples"] for r in full] == [0, 2, 4]  # steps x effective batch
+    assert full[2]["flops"] > full[1]["flops"] > 0
+    labels = [m["label"] for m in store.lineage(outcome.run_id)]
+    assert labels[:2] == ["base", "safeguarded"] and "undefended/harmful-sft-lora@2" in labels
+    costs = store.break_costs(outcome.run_id)
+    assert {(c["arm"], c["seed"]) for c in costs} >= {("undefended/harmful-sft-full", -1), ("undefended/harmful-sft-full", 0)}
+    arms = store.arms(outcome.run_id)
+    assert all(a["data"]["distinct_examples"] >= 1 and a["data"]["effective_batch"] == 2 for a in arms)
+    # the same spec again is found complete in the store and skipped
+    assert Pipeline(tiny_spec(tiny_model_dir), store).execute().reused
+
+
+def test_kill_and_resume_gives_the_uninterrupted_table(tiny_model_dir, tmp_path, monkeypatch):
+    spec = tiny_spec(tiny_model_dir)
+    clean = Store(tmp_path / "clean.sqlite")
+    expected = milestone_table(clean, Pipeline(spec, clean).execute().run_id)
+
+    store = Store(tmp_path / "killed.sqlite")
+    real_evaluate = pipeline_module.evaluate
+    calls = {"n": 0}
+
+    def dying_evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # base, safeguarded, full@1, full@2, then die at lora@1
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(spec, store).execute()
+    run_id = store.list_runs("run")[0]["run_id"]
+    assert store.get_run(run_id)["status"] == "failed"
+    partial = milestone_table(store, run_id)
+    assert 0 < len(partial) < len(expected)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", real_evaluate)
+    counted = {"n": 0}
+
+    def counting_evaluate(*args, **kwargs):
+        counted["n"] += 1
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", counting_evaluate)
+    assert Pipeline(spec, store).execute().status == "complete"
+    resumed = milestone_table(store, run_id)
+    assert [r[:6] for r in resumed] == [r[:6] for r in expected]
+    assert [r[6:] for r in resumed] == pytest.approx([r[6:] for r in expected], abs=1e-5)
+    assert counted["n"] == 2  # only lora@1 and lora@2 were evaluated again
+
+
+def test_diverging_attack_is_recorded_and_stops(tiny_model_dir, tmp_path):
+    spec = tiny_spec(
+        tiny_model_dir,
+        attacks=[{"name": "harmful-sft", "args": {**TRAIN, "mode": "full", "learning_rate": 1e30, "max_grad_norm": None,
+                                                  "completion_tokens": 8, "n_examples": 4}}],
+        milestones=[0, 1, 2, 3],
+    )
+    store = Store(tmp_path / "s.sqlite")
+    with pytest.raises(DivergedError):
+        Pipeline(spec, store).execute()
+    (run,) = store.list_runs("run")
+    assert run["status"] == "diverged"
+    assert "nan" in run["error"].lower() or "inf" in run["error"].lower()
