@@ -6,6 +6,9 @@ training trajectory is replayed deterministically from its seed up to the last m
 milestones are evaluated), so nothing is duplicated and nothing measured is lost.
 
 Arms: every variant (the safeguarded model, "undefended", and each defense applied to it) × every attack.
+
+An attack that changes how the model is *prompted* rather than its weights (prefill, templates) sets
+``eval_overrides`` (``system`` / ``prefill``), which the pipeline passes to the evaluation at its milestones.
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ class Pipeline:
                 evaluation: dict[str, Any] = {"eval_id": variant.eval_id}
             else:
                 result = evaluate(model, loaded.tokenizer, self.spec.eval, judges=self.judges,
-                                  reference_model=reference, sets=self.sets)
+                                  reference_model=reference, sets=self.sets, **getattr(attack, "eval_overrides", {}))
                 model_id = f"{self.run_id}/{arm}/s{seed}@{budget.steps}"
                 model_ref = {
                     "model_id": model_id, "label": f"{arm}@{budget.steps}", "parent_id": variant.model_id,
@@ -237,6 +240,10 @@ class Pipeline:
                     log.info("attacking: %s, seed %d", arm, seed)
                     self.trajectory(arm, variant, attack, seed)
                 self.break_costs(arm, variant)
+            if self.spec.defenses:
+                from tamperlab.evals.immunization import immunization_summary
+
+                self.store.put_summary(self.run_id, "immunization", immunization_summary(self.store, self.run_id))
             self.store.put_summary(self.run_id, "headline", {
                 "threshold": self.spec.break_cost.threshold,
                 "capability_tolerance": self.spec.break_cost.capability_tolerance,
