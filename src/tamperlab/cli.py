@@ -140,12 +140,10 @@ def _run_and_summarize(spec, store: Path | None, report_out: Path | None = None)
     outcome = pipeline.execute()
     note = " (already complete in the store)" if outcome.reused else f" in {outcome.seconds / 60:.1f} min"
     out.print(f"run {outcome.run_id}: {outcome.status}{note}")
-    try:
-        from tamperlab.report import render_terminal_summary, write_report
-    except ImportError:  # pragma: no cover - report package missing its pieces
-        return
+    from tamperlab.report import default_report_path, render_terminal_summary, write_report
+
     render_terminal_summary(db, outcome.run_id, out)
-    path = write_report(db, outcome.run_id, report_out or paths.home() / "reports" / f"{outcome.run_id}.html")
+    path = write_report(db, outcome.run_id, report_out or default_report_path(db, outcome.run_id))
     out.print(f"report: {path}")
 
 
@@ -215,43 +213,33 @@ def defend_command(
 @cli_errors
 def report_command(
     run_id: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: --latest).")] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The most recent run.")] = False,
-    out_path: Annotated[Path | None, typer.Option("--out", help="HTML file to write.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="The most recent run (the default without RUN_ID).")] = False,
+    out_path: Annotated[Path | None, typer.Option("--out", help="HTML file (default: reports/RUN_ID.html by the store).")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Write the self-contained HTML report of a run from the store."""
-    from tamperlab.errors import StoreError
-    from tamperlab.report import render_terminal_summary, write_report
+    from tamperlab.report import default_report_path, render_terminal_summary, resolve_run_id, write_report
 
     db = open_store(store, readonly=True)
-    if run_id is None or latest:
-        run = db.latest_run("run")
-        if run is None:
-            raise StoreError(f"no run in {db.path}; start one with: tamperlab run")
-    else:
-        run = db.find_run(run_id)
-    render_terminal_summary(db, run["run_id"], out)
-    path = write_report(db, run["run_id"], out_path or Path(f"tamperlab-report-{run['run_id']}.html"))
-    out.print(f"report: {path}")
+    rid = resolve_run_id(db, None if latest else run_id)
+    render_terminal_summary(db, rid, out)
+    out.print(f"report: {write_report(db, rid, out_path or default_report_path(db, rid))}")
 
 
 @app.command("export")
 @cli_errors
 def export_command(
     run_id: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: the latest run).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for milestones.csv / milestones.parquet.")] = Path("."),
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for RUN_milestones.csv / .parquet.")] = Path("."),
     fmt: Annotated[list[str] | None, typer.Option("--format", help="csv and/or parquet (default both).")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Export one row per milestone per arm per seed to CSV and Parquet."""
-    from tamperlab.errors import StoreError
-    from tamperlab.report import export_run
+    """Export one row per milestone per arm per seed to CSV and Parquet (columns: see tamperlab.report)."""
+    from tamperlab.report import export_run, resolve_run_id
 
     db = open_store(store, readonly=True)
-    run = db.find_run(run_id) if run_id else db.latest_run("run")
-    if run is None:
-        raise StoreError(f"no run in {db.path}")
-    for path in export_run(db, run["run_id"], out_dir, formats=tuple(fmt or ("csv", "parquet"))):
+    written = export_run(db, resolve_run_id(db, run_id), out_dir, formats=tuple(fmt or ("csv", "parquet")))
+    for path in written.values():
         out.print(f"wrote {path}")
 
 
