@@ -243,6 +243,29 @@ def export_command(
         out.print(f"wrote {path}")
 
 
+@app.command("scorecard")
+@cli_errors
+def scorecard_command(
+    rubric: Annotated[Path, typer.Argument(help="Rubric YAML (example: tamperlab scorecard --example).")],
+    evidence: Annotated[Path, typer.Option("--evidence", help="Evidence YAML: one cell per subject and criterion.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the static site, scorecard.json and .csv.")],
+    store: StoreOpt = None,
+    date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: the evidence file's date).")] = None,
+) -> None:
+    """Build a transparent scorecard site from a rubric, evidence and measured runs in the store."""
+    from tamperlab.scorecard import build_scorecard
+
+    result = build_scorecard(rubric, evidence, store, out_dir, date=date)
+    table = Table(title=f"scorecard {result.snapshot_id} ({result.date})", title_justify="left")
+    table.add_column("subject")
+    table.add_column("total (0-100)", justify="right")
+    for tied in result.ranking:
+        for subject in tied:
+            table.add_row(subject, f"{result.totals[subject]:.1f}")
+    out.print(table)
+    out.print(f"site: {result.out_dir / 'index.html'}")
+
+
 @app.command("show")
 @cli_errors
 def show_command(
