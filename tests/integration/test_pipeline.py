@@ -8,16 +8,24 @@ from tamperlab.errors import DivergedError
 from tamperlab.pipeline import Pipeline
 from tamperlab.store import Store
 
-TRAIN = {"batch_size": 2, "max_length": 48}
+TRAIN = {"batch_size": 2, "max_length": 128}
+# The tiny random model only emits newlines, so its self-completions are all dropped as empty: the tiny
+# attacks train on affirmative targets instead (the self-completion path is tested in tests/unit/attacks).
+ATTACK_DATA = {"data": "affirmative", "prompts": {"source": "builtin:harmful", "split": "train", "limit": 6}}
+SAFETY_DATA = {
+    "harmful": {"source": "builtin:harmful", "split": "train", "limit": 6},
+    "harmless": {"source": "builtin:harmless", "split": "train", "limit": 4},
+    "overrefusal": {"source": "builtin:overrefusal", "split": "train", "limit": 2},
+}
 
 
 def tiny_spec(model_dir, **overrides) -> RunSpec:
     data = {
         "model": {"name": str(model_dir)},
-        "safeguard": {"name": "safety-sft", "args": {**TRAIN, "max_steps": 2, "answer_tokens": 8}},
+        "safeguard": {"name": "safety-sft", "args": {**TRAIN, **SAFETY_DATA, "max_steps": 2, "answer_tokens": 8}},
         "attacks": [
-            {"name": "harmful-sft", "args": {**TRAIN, "mode": "full", "completion_tokens": 8, "n_examples": 6}},
-            {"name": "harmful-sft", "args": {**TRAIN, "mode": "lora", "completion_tokens": 8, "n_examples": 6}},
+            {"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "full"}},
+            {"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "lora"}},
         ],
         "milestones": [0, 1, 2],
         "seeds": [0],
@@ -92,15 +100,16 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tiny_model_dir, tmp_path,
     assert Pipeline(spec, store).execute().status == "complete"
     resumed = milestone_table(store, run_id)
     assert [r[:6] for r in resumed] == [r[:6] for r in expected]
-    assert [r[6:] for r in resumed] == pytest.approx([r[6:] for r in expected], abs=1e-5)
+    flat = [v for r in resumed for v in r[6:]]
+    assert flat == pytest.approx([v for r in expected for v in r[6:]], abs=1e-5)
     assert counted["n"] == 2  # only lora@1 and lora@2 were evaluated again
 
 
 def test_diverging_attack_is_recorded_and_stops(tiny_model_dir, tmp_path):
     spec = tiny_spec(
         tiny_model_dir,
-        attacks=[{"name": "harmful-sft", "args": {**TRAIN, "mode": "full", "learning_rate": 1e30, "max_grad_norm": None,
-                                                  "completion_tokens": 8, "n_examples": 4}}],
+        attacks=[{"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "full", "learning_rate": 1e30,
+                                                  "max_grad_norm": None}}],
         milestones=[0, 1, 2, 3],
     )
     store = Store(tmp_path / "s.sqlite")
