@@ -161,8 +161,28 @@ def load_spec(model: type[S], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
         data = loaded
-    data = apply_overrides(data, overrides or [])
+    # Overrides land on the resolved defaults, so `eval.harmful.limit=100` keeps the default source.
+    data = apply_overrides(deep_merge(_defaults(model), data), overrides or [])
     return validate(model, data, source)
+
+
+def _defaults(model: type[Spec]) -> dict[str, Any]:
+    """The spec's defaults as plain data ({} when some field has no default)."""
+    try:
+        return model().model_dump(mode="json")
+    except ValidationError:
+        return {}
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``update`` over ``base``, recursing into mappings; lists and scalars in ``update`` replace."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 class BreakCostSpec(Spec):
