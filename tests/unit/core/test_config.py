@@ -1,0 +1,60 @@
+"""Specs: field-path errors, overrides on defaults, deterministic ids, and every shipped run YAML validates."""
+
+from pathlib import Path
+
+import pytest
+
+from tamperlab.config import EvalSpec, RunSpec, load_spec, spec_id
+from tamperlab.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_override_keeps_sibling_defaults():
+    spec = load_spec(RunSpec, None, ["eval.harmful.limit=100", "safeguard.args.max_steps=5"])
+    assert spec.eval.harmful.limit == 100 and spec.eval.harmful.source == "builtin:harmful"
+    assert spec.safeguard.name == "safety-sft" and spec.safeguard.args == {"max_steps": 5}
+
+
+def test_values_are_parsed_as_yaml():
+    spec = load_spec(RunSpec, None, ["seeds=[0,1,2]", "milestones=[0,2,4]", "keep_checkpoints=true"])
+    assert spec.seeds == [0, 1, 2] and spec.milestones == [0, 2, 4] and spec.keep_checkpoints is True
+
+
+@pytest.mark.parametrize(
+    "overrides,path",
+    [
+        (["eval.max_new_tokens=-1"], "eval.max_new_tokens"),
+        (["milestones=[4,2]"], "milestones"),
+        (["eval.harmful.split=training"], "eval.harmful.split"),
+        (["eval.typo=1"], "eval.typo"),
+        (["noequals"], "key=value"),
+    ],
+)
+def test_bad_fields_name_their_path(overrides, path):
+    with pytest.raises(ConfigError, match=path.replace(".", r"\.")):
+        load_spec(RunSpec, None, overrides)
+
+
+def test_malformed_yaml_names_the_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  name: [oops\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: malformed YAML at line"):
+        load_spec(RunSpec, bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_spec(RunSpec, tmp_path / "missing.yaml")
+
+
+def test_spec_id_is_deterministic_and_sensitive():
+    assert spec_id(EvalSpec()) == spec_id(EvalSpec())
+    assert spec_id(EvalSpec()) != spec_id(EvalSpec(max_new_tokens=65))
+    assert spec_id(load_spec(RunSpec, None, ["seeds=[0]"])) == spec_id(RunSpec())
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "runs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_run_spec_validates(path):
+    load_spec(RunSpec, path)
+
+
+def test_default_yaml_is_the_default_run():
+    assert load_spec(RunSpec, ROOT / "configs" / "runs" / "default.yaml") == RunSpec()
