@@ -1,3 +1,3 @@
 """Imports every built-in defense so it registers."""
 
-from tamperlab.defenses import safety_sft  # noqa: F401
+from tamperlab.defenses import repnoise, safety_sft, tar  # noqa: F401
