@@ -119,3 +119,15 @@ def fmt_ratio(value: float | None, relation: str = "=") -> str:
         return "—"
     text = f"{value:.2g}×" if value < 1 else f"{value:.1f}×" if value < 100 else f"{value:,.0f}×"
     return text if relation == "=" else f"{relation} {text}"
+
+
+def fmt_lr(value: object) -> str:
+    """A learning rate as written in configs: ``3e-5``, ``1e-4``, ``0.01``; ``default`` when not given."""
+    if not is_number(value):
+        return "default" if value is None else str(value)
+    number = float(value)  # type: ignore[arg-type]
+    if number == 0 or 1e-2 <= abs(number) < 1e3:
+        return f"{number:g}"
+    mantissa, exponent = f"{number:.2e}".split("e")
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"{mantissa}e{int(exponent)}"

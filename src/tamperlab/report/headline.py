@@ -49,7 +49,8 @@ class HeadlineRow:
         broken: whether the aggregate is a measured break (None when no aggregate was stored).
         broken_seeds, n_seeds: how many seeds broke, of how many.
         ratios: unit -> ratio to the undefended arm with the same attack (defended arms only).
-        incoherent: the immunization summary flags this defense/attack as incoherent (outputs gibberish).
+        incoherent: the immunization summary flags this arm's defense as incoherent before any attack (its
+            outputs are gibberish), so its resistance is not counted.
     """
 
     arm: str
@@ -99,32 +100,151 @@ def _ratio(defended: Cost | None, baseline: Cost | None, baseline_arm: str) -> R
     return Ratio(value, relation, baseline_arm)
 
 
-def incoherent_pairs(immunization: Any) -> set[tuple[str, str]]:
-    """(defense, attack label) pairs the immunization summary flags as incoherent."""
-    pairs: set[tuple[str, str]] = set()
-    for defense, attack, entry in immunization_entries(immunization):
-        if isinstance(entry, dict) and entry.get("incoherent"):
-            pairs.add((defense, attack))
-    return pairs
+# -- immunization (the summary of tamperlab.evals.immunization) ----------------------------------------------
+
+IMMUNIZATION_VERSION = 1
+"""The version of the stored "immunization" summary this report reads."""
+
+RESISTANCE_STATUS = {
+    "measured": "both broke: measured",
+    "lower_bound": "defended arm never broke within the budget: lower bound",
+    "upper_bound": "undefended arm never broke within the budget: upper bound",
+    "neither_broken": "neither arm broke within the budget: no ratio",
+    "missing": "no break cost stored",
+    "incoherent": "defense incoherent before any attack: not counted",
+}
+"""What each resistance status means, as the page and the terminal say it."""
 
 
-def immunization_entries(immunization: Any) -> list[tuple[str, str, Any]]:
-    """Flatten the immunization summary to (defense, attack, entry).
+@dataclass
+class WorstCase:
+    """One attack family's worst case over the attacker's learning rates, for one defense.
 
-    It may be nested by defense then attack (``{defense: {attack: {...}}}``) or be a list of records with
-    ``defense`` and ``attack`` keys.
+    Attributes:
+        family: the summary's family key (attack, mode, data, prompts).
+        label: the family as a reader sees it.
+        arms: the family's arms under this defense.
+        learning_rates: the attacker learning rates tried (None = the attack's default).
+        flops, examples: the smallest counted ratio in that unit (``{ratio, bound, arm, text}``), or None when
+            no arm of the family counts (incoherent, neither broken, missing).
+        text: the summary's text for the family (the FLOPs ratio, or why there is none).
+        relation: "in-distribution" or "held-out" (the attack's data vs the defense's), None when unknown.
     """
-    out: list[tuple[str, str, Any]] = []
-    if isinstance(immunization, dict):
-        for defense, per_attack in immunization.items():
-            if isinstance(per_attack, dict):
-                for attack, entry in per_attack.items():
-                    out.append((str(defense), str(attack), entry))
-    elif isinstance(immunization, list):
-        for entry in immunization:
-            if isinstance(entry, dict):
-                out.append((str(entry.get("defense", "?")), str(entry.get("attack", "?")), entry))
+
+    family: str
+    label: str
+    arms: list[str]
+    learning_rates: list[Any]
+    flops: dict[str, Any] | None
+    examples: dict[str, Any] | None
+    text: str
+    relation: str | None
+
+    @property
+    def arm(self) -> str | None:
+        """The arm that gave the worst case (in FLOPs, else examples)."""
+        return (self.flops or self.examples or {}).get("arm")
+
+    def ratio(self, unit: str) -> str:
+        """The worst case in ``unit`` ("≥ 3.5×"), else why there is none ("incoherent", "neither broken")."""
+        worst = getattr(self, unit)
+        return ratio_text(worst) if worst else self.text
+
+
+@dataclass
+class DefenseSummary:
+    """One defense's record in the immunization summary, with what both renderings need from it."""
+
+    label: str
+    entry: dict[str, Any]
+    rows: list[dict[str, Any]]
+    worst: list[WorstCase]
+
+    @property
+    def incoherent(self) -> bool:
+        return bool(self.entry.get("incoherent"))
+
+    @property
+    def reasons(self) -> list[str]:
+        return [str(r) for r in self.entry.get("incoherent_reasons") or []]
+
+    def row(self, attack: str) -> dict[str, Any] | None:
+        """This defense's row for an attack label (the arm name without the defense part)."""
+        return next((r for r in self.rows if r.get("attack") == attack), None)
+
+
+def ratio_text(unit: dict[str, Any] | None) -> str:
+    """A summary ratio record (``{ratio, bound, ...}``) as "≥ 10.2×", "1.5×" or "—"."""
+    if not isinstance(unit, dict) or not is_number(unit.get("ratio")):
+        return "—"
+    return fmt_ratio(unit["ratio"], unit.get("bound") or "=")
+
+
+def family_label(row: dict[str, Any]) -> str:
+    """An attack family as a reader sees it: ``harmful-sft · full · data self-completions · prompts
+    builtin:harmful``."""
+    data = row.get("attack_data") or {}
+    parts = [str(row.get("attack_name") or row.get("attack") or "?")]
+    if row.get("mode"):
+        parts.append(str(row["mode"]))
+    if data.get("data"):
+        parts.append(f"data {data['data']}")
+    if data.get("prompts"):
+        parts.append(f"prompts {data['prompts']}")
+    return " · ".join(parts)
+
+
+def immunization_recognised(summary: Any) -> bool:
+    """Whether ``summary`` has the shape :func:`tamperlab.evals.immunization.immunization_summary` stores."""
+    return isinstance(summary, dict) and isinstance(summary.get("defenses"), list)
+
+
+def immunization_defenses(summary: Any) -> list[DefenseSummary]:
+    """The defenses of a stored immunization summary (empty when there is none or its shape is unknown)."""
+    if not immunization_recognised(summary):
+        return []
+    out: list[DefenseSummary] = []
+    for entry in summary["defenses"]:
+        if not isinstance(entry, dict):
+            continue
+        rows = [r for r in entry.get("attacks") or [] if isinstance(r, dict)]
+        by_arm = {r.get("arm"): r for r in rows}
+        worst = []
+        for case in entry.get("worst_case") or []:
+            if not isinstance(case, dict):
+                continue
+            members = [by_arm[a] for a in case.get("arms") or [] if a in by_arm]
+            relations = {m.get("data_relation") for m in members} - {None}
+            worst.append(
+                WorstCase(
+                    family=str(case.get("family", "?")),
+                    label=family_label(members[0]) if members else str(case.get("family", "?")),
+                    arms=[str(a) for a in case.get("arms") or []],
+                    learning_rates=[m.get("learning_rate") for m in members],
+                    flops=case.get("flops") if isinstance(case.get("flops"), dict) else None,
+                    examples=case.get("examples") if isinstance(case.get("examples"), dict) else None,
+                    text=str(case.get("text") or "—"),
+                    relation=relations.pop() if len(relations) == 1 else None,
+                )
+            )
+        label = next((str(r["arm"]).split("/", 1)[0] for r in rows if "/" in str(r.get("arm", ""))), None)
+        out.append(DefenseSummary(label or str(entry.get("defense") or "?"), entry, rows, worst))
+    # Two variants of one defense (different args) share a name: tell them apart by their model.
+    labels = [d.label for d in out]
+    for d in out:
+        if labels.count(d.label) > 1:
+            d.label = f"{d.label} ({d.entry.get('model_id')})"
     return out
+
+
+def incoherent_arms(summary: Any) -> set[str]:
+    """Arms whose resistance the immunization summary does not count because the defense is incoherent."""
+    arms: set[str] = set()
+    for defense in immunization_defenses(summary):
+        for row in defense.rows:
+            if defense.incoherent or (row.get("resistance") or {}).get("status") == "incoherent":
+                arms.add(str(row.get("arm")))
+    return arms
 
 
 def headline_rows(view: RunView) -> list[HeadlineRow]:
@@ -132,7 +252,7 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
     by_arm: dict[str, dict[int, dict[str, Any]]] = {}
     for row in view.break_costs:
         by_arm.setdefault(row["arm"], {})[int(row["seed"])] = row
-    incoherent = incoherent_pairs(view.summaries.get("immunization"))
+    incoherent = incoherent_arms(view.summaries.get("immunization"))
     arm_names = [a["arm"] for a in view.arms] + sorted(set(by_arm) - {a["arm"] for a in view.arms})
 
     rows: list[HeadlineRow] = []
@@ -146,7 +266,6 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
         broken_seeds = detail.get("broken_seeds")
         if broken_seeds is None and per_seed:
             broken_seeds = sum(bool(costs[s]["broken"]) for s in per_seed)
-        label = attack_label(arm)
         rows.append(
             HeadlineRow(
                 arm=name,
@@ -160,7 +279,7 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
                 threshold=any_row["threshold"] if any_row else view.threshold,
                 capability_bound=any_row["capability_bound"] if any_row else view.capability_bound,
                 interpolated=detail.get("interpolated"),
-                incoherent=(defense_name(arm), label) in incoherent,
+                incoherent=name in incoherent,
             )
         )
 

@@ -6,15 +6,23 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tamperlab.report.collect import UNDEFENDED, load_run_view
-from tamperlab.report.formatting import BUDGET_UNITS, UNIT_TITLES
-from tamperlab.report.headline import headline_rows, measurement
+from tamperlab.report.collect import UNDEFENDED, RunView, load_run_view
+from tamperlab.report.formatting import BUDGET_UNITS, UNIT_TITLES, fmt_delta, fmt_lr, is_number
+from tamperlab.report.headline import (
+    DefenseSummary,
+    headline_rows,
+    immunization_defenses,
+    immunization_recognised,
+    measurement,
+    ratio_text,
+)
 from tamperlab.store import Store
 
 
 def render_terminal_summary(store: Store, run_id: str, console: Console) -> None:
     """Print one run's headline: break cost per arm (median, spread over seeds, "≥" lower bounds), the
-    defended/undefended ratio, and how it was measured.
+    defended/undefended ratio, how it was measured, and, for a run with defenses, each defense's worst-case
+    resistance over the attacker's learning rates with its incoherent flag (the immunization summary).
 
     Args:
         store: the store to read.
@@ -59,7 +67,7 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
             if row.defense == UNDEFENDED:
                 cells.append(Text("baseline", style="dim"))
             elif row.incoherent:
-                cells.append(Text("incoherent: not resistance", style="bold red"))
+                cells.append(Text("incoherent defense: not resistance", style="bold red"))
             elif row.ratios:
                 cells.append(Text("\n".join(f"{r.text()} {UNIT_TITLES[u]}" for u, r in row.ratios.items())))
             else:
@@ -71,3 +79,111 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
         console.print(table)
     for what, how in measurement(view):
         console.print(Text.assemble((f"{what}: ", "dim"), how), highlight=False, soft_wrap=True)
+    _immunization(view, console)
+
+
+def _immunization(view: RunView, console: Console) -> None:
+    """The immunization headline: per defense and attack family, the worst case over the attacker's learning
+    rates (or "incoherent"); then per defense its coherence and the other three conditions in brief."""
+    summary = view.summaries.get("immunization")
+    if not summary:
+        return
+    if not immunization_recognised(summary):
+        console.print(Text("Immunization summary in an unknown shape: see the HTML report.", style="yellow"))
+        return
+    defenses = immunization_defenses(summary)
+    if not defenses:
+        return
+    criteria = summary.get("criteria") or {}
+    resistance = Table(
+        title=Text("Immunization · resistance, worst case over the attacker's learning rates"),
+        caption="defended ÷ undefended break cost; ≥ = the defended arm never broke (a lower bound), "
+        "≤ = the undefended arm never broke (an upper bound)",
+        show_lines=True,
+    )
+    resistance.add_column("defense", style="bold", no_wrap=True)
+    resistance.add_column("attack family")
+    resistance.add_column(UNIT_TITLES["flops"], justify="right", no_wrap=True)
+    resistance.add_column("examples", justify="right", no_wrap=True)
+    resistance.add_column("worst at")
+    for d in defenses:
+        if d.incoherent:
+            flag = Text("INCOHERENT before any attack: not counted as resistance", style="bold red")
+            resistance.add_row(Text(d.label), flag, Text("—"), Text("—"), Text(""))
+            continue
+        for case in d.worst:
+            row = next((r for r in d.rows if r.get("arm") == case.arm), None)
+            if case.flops is None and case.examples is None:
+                cells = [Text(case.text, style="yellow"), Text("—"), Text("")]
+            else:
+                where = Text(f"lr {fmt_lr((row or {}).get('learning_rate'))}")
+                if len(case.arms) > 1:
+                    where.append(f" (of {len(case.arms)} learning rates)", style="dim")
+                cells = [Text(case.ratio("flops"), style="bold"), Text(case.ratio("examples")), where]
+            relation = f" ({case.relation})" if case.relation else ""
+            resistance.add_row(Text(d.label), Text(case.label + relation), *cells)
+        if not d.worst:
+            resistance.add_row(
+                Text(d.label), Text("no harmful attack", style="dim"), Text("—"), Text("—"), Text("")
+            )
+    console.print(resistance)
+
+    conditions = Table(
+        title=Text("Immunization · the other conditions, per defense"),
+        caption=Text(
+            "incoherent = before any attack, incoherent rate > "
+            f"{_num(criteria.get('incoherent_rate_above'))} or benign NLL > "
+            f"{_num(criteria.get('benign_nll_ratio_above'))} × undefended's: none of its resistance counts"
+        ),
+        show_lines=True,
+    )
+    conditions.add_column("defense", style="bold", no_wrap=True)
+    conditions.add_column("coherent?")
+    conditions.add_column("generalization (worst, FLOPs)")
+    conditions.add_column("stability (vs undefended)")
+    conditions.add_column("trainability (benign fine-tuning)")
+    for d in defenses:
+        conditions.add_row(Text(d.label), _coherence(d), _generalization(d), _stability(d), _trainability(d))
+    console.print(conditions)
+
+
+def _num(value: object) -> str:
+    return f"{value:g}" if is_number(value) else "?"
+
+
+def _coherence(d: DefenseSummary) -> Text:
+    if not d.incoherent:
+        return Text("coherent", style="green")
+    text = Text("INCOHERENT", style="bold red")
+    for reason in d.reasons:
+        text.append(f"\n{reason}", style="red")
+    return text
+
+
+def _generalization(d: DefenseSummary) -> Text:
+    if d.incoherent:
+        return Text("incoherent: not counted", style="red")
+    general = d.entry.get("generalization") or {}
+    inside, held_out = ratio_text(general.get("in_distribution")), ratio_text(general.get("held_out"))
+    return Text(f"in-distribution {inside}\nheld-out {held_out}")
+
+
+def _stability(d: DefenseSummary) -> Text:
+    stability = d.entry.get("stability") or {}
+    nll = stability.get("benign_nll") or {}
+    parts = []
+    if is_number(nll.get("ratio")):
+        parts.append(f"benign NLL ×{nll['ratio']:.3g}")
+    for metric, name in (("overrefusal_rate", "over-refusal"), ("incoherent_rate", "incoherent")):
+        entry = stability.get(metric) or {}
+        if is_number(entry.get("difference")):
+            parts.append(f"{name} {fmt_delta(entry['difference'])}")
+    return Text("\n".join(parts) or "—")
+
+
+def _trainability(d: DefenseSummary) -> Text:
+    lines = []
+    for t in d.entry.get("trainability") or []:
+        if isinstance(t, dict) and is_number(t.get("ratio")):
+            lines.append(f"train loss ×{t['ratio']:.3g} at step {t.get('step')}")
+    return Text("\n".join(lines) or "—", style="" if lines else "dim")

@@ -12,7 +12,7 @@ from tamperlab.errors import TamperlabError
 from tamperlab.report import COLUMNS, export_run
 from tamperlab.report.export import BASE_COLUMNS, STANDARD_METRICS
 
-N_ROWS = 4 * 3 * 7  # arms x seeds x milestones in the fixture
+N_ROWS = 15 * 3 * 7  # arms x seeds x milestones in the fixture
 
 
 def test_csv_has_one_row_per_milestone_arm_and_seed_with_documented_columns(report_store, tmp_path):
@@ -35,7 +35,9 @@ def test_csv_has_one_row_per_milestone_arm_and_seed_with_documented_columns(repo
         )
     assert "harmful_compliance_rate@keyword" in header and "judge_kappa:embedding~keyword" in header
     first = next(
-        r for r in rows if r["arm"] == "undefended/harmful-sft-full" and r["seed"] == "0" and r["step"] == "8"
+        r
+        for r in rows
+        if r["arm"] == "undefended/harmful-sft-full#1" and r["seed"] == "0" and r["step"] == "8"
     )
     assert (
         first["defense"] == "undefended"
@@ -43,10 +45,7 @@ def test_csv_has_one_row_per_milestone_arm_and_seed_with_documented_columns(repo
         and '"mode": "full"' in first["attack_args"]
     )
     assert first["examples"] == "64" and float(first["harmful_compliance_rate_n"]) == 20
-    assert (
-        first["kl_from_reference"] != ""
-        and next(r for r in rows if r["step"] == "0")["kl_from_reference"] == ""
-    )
+    assert first["kl_from_reference"] != "" and float(first["kl_from_reference"]) > 0
 
 
 def test_parquet_matches_csv(report_store, tmp_path):

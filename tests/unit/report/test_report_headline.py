@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from tamperlab.report.formatting import fmt_bound, fmt_budget, fmt_delta, fmt_ratio, fmt_scientific
-from tamperlab.report.headline import Cost, HeadlineRow, _ratio, immunization_entries, incoherent_pairs
+from tamperlab.report.formatting import fmt_bound, fmt_budget, fmt_delta, fmt_lr, fmt_ratio, fmt_scientific
+from tamperlab.report.headline import (
+    Cost,
+    HeadlineRow,
+    _ratio,
+    family_label,
+    immunization_defenses,
+    immunization_recognised,
+    incoherent_arms,
+    ratio_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,11 +87,117 @@ def test_spread_over_seeds_marks_an_unbroken_seed():
     assert _row({0: {"steps": Cost(3, False)}}).spread("steps") == ""
 
 
-def test_immunization_summary_is_read_nested_or_as_records():
-    nested = {
-        "repnoise": {"harmful-sft-lora": {"incoherent": True}, "harmful-sft-full": {"incoherent": False}}
+def test_learning_rates_are_written_as_in_configs():
+    assert [fmt_lr(x) for x in (3e-5, 1e-4, 2e-4, 1.5e-5, 0.01, None)] == [
+        "3e-5",
+        "1e-4",
+        "2e-4",
+        "1.5e-5",
+        "0.01",
+        "default",
+    ]
+
+
+def test_summary_ratios_keep_their_bound():
+    assert ratio_text({"ratio": 10.18, "bound": "≥"}) == "≥ 10.2×"
+    assert ratio_text({"ratio": 0.25, "bound": "≤"}) == "≤ 0.25×"
+    assert ratio_text({"ratio": 1.5, "bound": "="}) == "1.5×"
+    assert ratio_text({"ratio": None, "bound": None}) == "—" and ratio_text(None) == "—"
+
+
+def _arm_row(arm, lr, status, flops, bound="=", relation="in-distribution"):
+    unit = {"ratio": flops, "bound": bound, "defended": None, "undefended": None, "text": ""}
+    return {
+        "arm": arm,
+        "attack": arm.split("/", 1)[1],
+        "attack_name": "harmful-sft",
+        "mode": "full",
+        "learning_rate": lr,
+        "kind": "harmful",
+        "data_relation": relation,
+        "attack_data": {"data": "self-completions", "prompts": "builtin:harmful"},
+        "resistance": {"status": status, "counted": status != "incoherent", "flops": unit, "examples": unit},
     }
-    records = [{"defense": "repnoise", "attack": "harmful-sft-lora", "incoherent": True}]
-    assert incoherent_pairs(nested) == {("repnoise", "harmful-sft-lora")}
-    assert incoherent_pairs(records) == {("repnoise", "harmful-sft-lora")}
-    assert len(immunization_entries(nested)) == 2 and immunization_entries(None) == []
+
+
+def _summary():
+    worst = {"ratio": 1.5, "bound": "=", "arm": "rep/a#2", "text": "1.5×"}
+    return {
+        "version": 1,
+        "criteria": {
+            "incoherent_rate_above": 0.3,
+            "benign_nll_ratio_above": 1.5,
+            "units": ["flops", "examples"],
+        },
+        "undefended": {"model_id": "m-safe", "stability": {}, "incoherent": False, "incoherent_reasons": []},
+        "defenses": [
+            {
+                "defense": "repnoise",
+                "model_id": "m-rep",
+                "incoherent": False,
+                "incoherent_reasons": [],
+                "attacks": [
+                    _arm_row("rep/a#1", 3e-5, "lower_bound", 10.2, "≥"),
+                    _arm_row("rep/a#2", 1e-4, "measured", 1.5),
+                ],
+                "worst_case": [
+                    {
+                        "family": "f",
+                        "arms": ["rep/a#1", "rep/a#2"],
+                        "flops": worst,
+                        "examples": worst,
+                        "text": "1.5×",
+                    }
+                ],
+            },
+            {
+                "defense": "tar",
+                "model_id": "m-tar",
+                "incoherent": True,
+                "incoherent_reasons": ["incoherent_rate 0.80 > 0.3"],
+                "attacks": [_arm_row("tar/a#1", 3e-5, "incoherent", 12.0, "≥")],
+                "worst_case": [
+                    {
+                        "family": "f",
+                        "arms": ["tar/a#1"],
+                        "flops": None,
+                        "examples": None,
+                        "text": "incoherent",
+                    }
+                ],
+            },
+        ],
+    }
+
+
+def test_immunization_summary_is_read_in_the_shape_the_pipeline_stores():
+    summary = _summary()
+    assert immunization_recognised(summary)
+    rep, tar = immunization_defenses(summary)
+    assert (rep.label, rep.incoherent, tar.label, tar.incoherent) == ("rep", False, "tar", True)
+    worst = rep.worst[0]
+    # The worst case over the attacker's learning rates is the 1e-4 arm's 1.5x, not the 3e-5 arm's >= 10.2x.
+    assert worst.ratio("flops") == "1.5×" and worst.arm == "rep/a#2" and worst.learning_rates == [3e-5, 1e-4]
+    assert worst.label == "harmful-sft · full · data self-completions · prompts builtin:harmful"
+    assert worst.relation == "in-distribution"
+    assert tar.worst[0].ratio("flops") == "incoherent" and tar.reasons == ["incoherent_rate 0.80 > 0.3"]
+    assert rep.row("a#2")["learning_rate"] == 1e-4 and rep.row("nope") is None
+    assert (
+        family_label({"attack_name": "benign-sft", "mode": "lora", "attack_data": {}}) == "benign-sft · lora"
+    )
+
+
+def test_incoherent_defense_marks_every_arm_and_unknown_shapes_mark_none():
+    assert incoherent_arms(_summary()) == {"tar/a#1"}
+    # The shape the report once guessed ({defense: {attack: ...}}) is not what the pipeline stores.
+    legacy = {"repnoise": {"harmful-sft-lora": {"incoherent": True}}}
+    assert not immunization_recognised(legacy) and incoherent_arms(legacy) == set()
+    assert immunization_defenses(None) == [] and incoherent_arms({"defenses": "x"}) == set()
+
+
+def test_two_variants_of_one_defense_are_told_apart():
+    summary = _summary()
+    twin = dict(summary["defenses"][0], model_id="m-rep2")
+    summary["defenses"].append(twin)
+    labels = [d.label for d in immunization_defenses(summary)]
+    assert labels == ["rep (m-rep)", "tar", "rep (m-rep2)"]
