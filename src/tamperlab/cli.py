@@ -344,6 +344,11 @@ def ls_command(store: StoreOpt = None, kind: Annotated[str | None, typer.Option(
     out.print(table)
 
 
+from tamperlab.sweep.command import sweep_command  # noqa: E402  (no torch import)
+
+app.command("sweep")(cli_errors(sweep_command))
+
+
 def run() -> None:  # pragma: no cover - console entry point alias
     app(prog_name="tamperlab")
 

@@ -45,6 +45,11 @@ class Store:
     """
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
+        if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+            from tamperlab.store.postgres import attach
+
+            attach(self, path, readonly)  # a PostgreSQL connection speaking this class's SQL; checks or creates
+            return
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise StoreError(f"no tamperlab store at {self.path}")
@@ -55,12 +60,14 @@ class Store:
             self.conn = sqlite3.connect(uri, uri=True, timeout=60.0, isolation_level=None)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA busy_timeout = 60000")
-            if not readonly:
-                self.conn.execute("PRAGMA journal_mode = WAL")
-                self.conn.execute("PRAGMA synchronous = NORMAL")
             self._check_or_create(readonly)
         except sqlite3.DatabaseError as exc:
+            if hasattr(self, "conn"):
+                self.conn.close()
             raise StoreError(f"{self.path} is not a tamperlab store ({exc})") from None
+        except StoreError:
+            self.conn.close()  # no -wal/-shm left beside a database that is not ours
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------------------
 
@@ -74,11 +81,16 @@ class Store:
                 raise StoreError(
                     f"{self.path} has store schema {meta.get('schema_version')}, this tamperlab reads {SCHEMA_VERSION}"
                 )
-            return
-        if tables:
+        elif tables:
             raise StoreError(f"{self.path} is an SQLite database but not a tamperlab store (tables: {sorted(tables)})")
-        if readonly:
+        elif readonly:
             raise StoreError(f"{self.path} is empty, not a tamperlab store")
+        if not readonly:
+            # Only now that the file is ours (or new): switching to WAL rewrites the file's header.
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+        if "meta" in tables:
+            return
         schema = resources.files("tamperlab.store").joinpath("schema.sql").read_text()
         with self.transaction() as conn:
             for statement in schema.split(";"):
