@@ -1,6 +1,6 @@
 """Refusal judges, each a registered component behind the :class:`Judge` protocol.
 
-Importing this package registers every built-in judge.
+:func:`build_judge` imports :mod:`tamperlab.evals.judges.builtin`, which registers every built-in judge.
 """
 
 from tamperlab.evals.judges.base import JUDGES, Judge, JudgeItem, Verdict, build_judge
