@@ -57,6 +57,7 @@ def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log prog
 
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' weight-loading bars; ours are rich
 
 
 def split_spec_args(args: list[str] | None) -> tuple[Path | None, list[str]]:
@@ -83,8 +84,11 @@ def fmt_rate(m: dict | None) -> tuple[str, str, str]:
 
 def eval_table(metrics: dict[str, dict], judge: str, title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for col in ("metric", "value", "95% CI (Wilson)", "n", "how measured"):
-        table.add_column(col)
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", no_wrap=True, justify="right")
+    table.add_column("95% CI (Wilson)", no_wrap=True)
+    table.add_column("n", justify="right")
+    table.add_column("how measured", overflow="fold")
     rows = [
         ("harmful_compliance_rate", f"answered, not refused (judge: {judge})"),
         ("overrefusal_rate", f"safe-looking-unsafe prompts refused (judge: {judge})"),
@@ -295,8 +299,9 @@ def models_command() -> None:
     from tamperlab.models.loading import default_gguf_path, is_cached, list_cached_models
 
     table = Table(title=f"models (cache: {paths.models_dir()})", title_justify="left")
-    for col in ("name", "kind", "cached", "size", "path"):
-        table.add_column(col)
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "cached", "size", "path"):
+        table.add_column(col, overflow="fold")
     try:
         gguf = str(default_gguf_path())
     except TamperlabError as exc:
@@ -315,7 +320,8 @@ def data_command() -> None:
     from tamperlab.data.sets import describe_builtin_sets
 
     table = Table(title="built-in prompt sets", title_justify="left")
-    for col in ("name", "kind", "version", "train/val/test", "categories", "licence"):
+    table.add_column("name", no_wrap=True)
+    for col in ("kind", "version", "train/val/test", "categories", "licence"):
         table.add_column(col, overflow="fold")
     for d in describe_builtin_sets():
         sizes = d.get("sizes", {})

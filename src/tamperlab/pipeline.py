@@ -75,9 +75,10 @@ class Pipeline:
     def __init__(self, spec: RunSpec, store: Store) -> None:
         self.spec = spec
         self.store = store
-        self.run_id = run_id_for(spec)
+        # Judge names and data files fail fast, before the model is resolved (which may convert a GGUF).
         self.judges = build_judges(spec.eval)
         self.sets = load_eval_sets(spec.eval)
+        self.run_id = run_id_for(spec)
         self.ctx = AttackContext(unaligned=spec.model)
         self._references: dict[str, Any] = {}
 

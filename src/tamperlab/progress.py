@@ -33,3 +33,10 @@ def progress_bar(description: str, total: int | None) -> Iterator:
     with Progress(*columns, console=console, transient=False) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n=1: bar.advance(task, n)
+
+
+def silence_library_bars() -> None:
+    """Turn off transformers' own tqdm bars (weight loading, GGUF conversion): tamperlab shows its own."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()

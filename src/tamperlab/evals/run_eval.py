@@ -43,12 +43,13 @@ def eval_run_id(spec: EvalRunSpec) -> str:
 def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOutcome:
     """Evaluate the model unless the store already holds this exact evaluation."""
     start = time.perf_counter()
+    # Check the cheap things (judge names, data files) before touching the model, which may need converting.
+    judges = build_judges(spec.eval)
+    sets = load_eval_sets(spec.eval)
     run_id = eval_run_id(spec)
     if not force and store.evaluation_status(run_id) == "complete":
         log.info("reusing stored evaluation %s", run_id)
         return EvalOutcome(run_id, True, store.metrics(run_id), 0.0)
-    judges = build_judges(spec.eval)
-    sets = load_eval_sets(spec.eval)
     prov = provenance.collect(
         data_sets=[s.describe() for s in sets.values()],
         judges=[{"name": j.name, "version": j.version} for j in judges],

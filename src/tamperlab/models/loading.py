@@ -20,6 +20,7 @@ from typing import Any
 from tamperlab import paths
 from tamperlab.config import DEFAULT_MODEL, ModelSpec
 from tamperlab.errors import ModelNotFoundError
+from tamperlab.progress import silence_library_bars
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    silence_library_bars()
     log.info("dequantizing %s once (about 20 s); later loads read the safetensors cache", gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
@@ -145,7 +147,10 @@ def resolve_model_dir(name: str) -> tuple[Path, str]:
         if not is_cached(target.name):
             _convert_gguf(path, target)
         return target, str(path.resolve())
-    looked = [f"the embedded model name {DEFAULT_MODEL!r}", f"the cache {cached_model_dir(name)}", str(path.resolve())]
+    looked = [f"the embedded model name {DEFAULT_MODEL!r}"]
+    if "/" not in name:
+        looked.append(f"the cache {cached_model_dir(name)}")
+    looked.append(f"the path {path.resolve()}")
     raise ModelNotFoundError(f"model {name!r} not found; looked at: " + "; ".join(looked))
 
 
@@ -196,6 +201,7 @@ def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     elif isinstance(spec, str):
         spec = ModelSpec(name=spec)
     start = time.perf_counter()
+    silence_library_bars()
     model_dir, source = resolve_model_dir(spec.name)
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)

@@ -32,6 +32,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from tamperlab.progress import silence_library_bars
 from tamperlab.config import Spec
 from tamperlab.errors import JudgeError
 from tamperlab.evals.judges.base import JUDGES, Judge, JudgeItem, Verdict
@@ -94,6 +95,7 @@ class SentenceEncoder:
             raise JudgeError(f"no encoder model at {self.model_dir} (looked for config.json)")
         self.max_tokens = max_tokens
         self.device = torch.device(device)
+        silence_library_bars()
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir, local_files_only=True)
         self.model = AutoModel.from_pretrained(self.model_dir, local_files_only=True).to(self.device).eval()
 
