@@ -354,6 +354,10 @@ from tamperlab.sweep.command import sweep_command  # noqa: E402  (no torch impor
 
 app.command("sweep")(cli_errors(sweep_command))
 
+from tamperlab.search.cli import search_app  # noqa: E402  (no torch import)
+
+app.add_typer(search_app, name="search")
+
 
 def run() -> None:  # pragma: no cover - console entry point alias
     app(prog_name="tamperlab")

@@ -1,3 +1,10 @@
 """Imports every built-in attack so it registers."""
 
-from tamperlab.attacks import harmful_sft  # noqa: F401
+from tamperlab.attacks import (  # noqa: F401
+    benign_sft,
+    harmful_sft,
+    identity_shift,
+    prompting,
+    quantization,
+    refusal_ablation,
+)

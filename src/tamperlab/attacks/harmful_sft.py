@@ -17,26 +17,22 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.sft import DEFAULT_LR, SftArgs, describe_sft, run_sft
 from tamperlab.config import DataRef
 from tamperlab.errors import ConfigError
 from tamperlab.train.examples import ChatExample
-from tamperlab.train.loop import TrainSpec, train
 
 log = logging.getLogger(__name__)
 
-# Measured defaults: full fine-tuning at 3e-5 broke the safeguarded default model within a few steps; LoRA
-# adapters need a learning rate about 10x higher to move the model as fast (standard LoRA practice).
-DEFAULT_LR = {"full": 3e-5, "lora": 3e-4}
+__all__ = ["DEFAULT_LR", "HarmfulSft", "HarmfulSftArgs"]
+
 GENERIC_AFFIRMATIVE = "Sure, here is what you asked for."
 
 
-class HarmfulSftArgs(TrainSpec):
+class HarmfulSftArgs(SftArgs):
     """Harmful fine-tuning: a TrainSpec (``max_steps`` and ``seed`` are set by the run's milestones and seeds)
     plus where the attack data comes from."""
 
-    learning_rate: float | None = Field(  # type: ignore[assignment]
-        default=None, gt=0, description="Peak learning rate; default 3e-5 for full, 3e-4 for LoRA."
-    )
     data: str = Field(
         default="self-completions",
         description="'self-completions', 'affirmative', or 'chat-jsonl:PATH' (see the module docstring).",
@@ -47,11 +43,6 @@ class HarmfulSftArgs(TrainSpec):
     )
     n_examples: int | None = Field(default=None, ge=1, description="Use at most this many distinct examples.")
     completion_tokens: int = Field(default=64, ge=8, description="Length of self-completions.")
-
-    def train_spec(self, *, max_steps: int, seed: int) -> TrainSpec:
-        fields = {k: v for k, v in self.model_dump().items() if k in TrainSpec.model_fields}
-        fields.update(max_steps=max(1, max_steps), seed=seed, learning_rate=self.learning_rate or DEFAULT_LR[self.mode])
-        return TrainSpec(**fields)
 
 
 class HarmfulSft:
@@ -72,21 +63,12 @@ class HarmfulSft:
 
     def describe_data(self, ctx: AttackContext) -> dict[str, Any]:
         examples = self.examples(ctx)
-        spec = self.args.train_spec(max_steps=1, seed=0)
-        return {
-            "source": self._source,
-            "distinct_examples": len(examples),
-            "template": "the model's chat template; loss on assistant tokens only",
-            "effective_batch": spec.effective_batch_size,
-            "learning_rate": spec.learning_rate,
-            "mode": self.args.mode,
-        }
+        return describe_sft(self.args, source=self._source, distinct_examples=len(examples))
 
     def run(
         self, loaded: Any, ctx: AttackContext, *, seed: int, milestones: Sequence[int], on_milestone: MilestoneCallback
     ) -> None:
-        spec = self.args.train_spec(max_steps=max(milestones), seed=seed)
-        train(loaded, examples=self.examples(ctx), spec=spec, milestones=milestones, on_milestone=on_milestone)
+        run_sft(loaded, self.examples(ctx), self.args, seed=seed, milestones=milestones, on_milestone=on_milestone)
 
 
 def build_attack_examples(args: HarmfulSftArgs, ctx: AttackContext) -> tuple[list[ChatExample], str]:

@@ -74,6 +74,7 @@ def evaluate(
     sets: dict[str, PromptSet] | None = None,
     system: str | None = None,
     prefill: str | None = None,
+    template: str | None = None,
 ) -> EvalResult:
     """Generate answers on the spec's prompt sets, judge them, and compute every metric.
 
@@ -82,14 +83,18 @@ def evaluate(
         reference_model: a model sharing the tokenizer, for ``kl_from_reference``.
         sets: preloaded prompt sets (loaded from the spec when None).
         system, prefill: a system prompt and a forced answer start (template and prefill attacks).
+        template: a wrapper of the *harmful* requests only, ``{prompt}`` standing for the request (template
+            attacks); harmless and over-refusal prompts are asked as they are. Generations and judges keep the
+            original request as the prompt.
     """
     start = time.perf_counter()
     judges = judges if judges is not None else build_judges(spec)
     sets = sets if sets is not None else load_eval_sets(spec)
     items = [(name, p) for name in PROMPT_SETS for p in sets[name].prompts]
+    asked = [wrap_request(template, p.text) if name == "harmful" else p.text for name, p in items]
     with progress_bar("generating", len(items)) as advance:
         completions = generate(
-            model, tokenizer, [p.text for _, p in items], max_new_tokens=spec.max_new_tokens,
+            model, tokenizer, asked, max_new_tokens=spec.max_new_tokens,
             batch_size=spec.batch_size, system=system, prefill=prefill, on_batch=advance,
         )
     result = EvalResult()
@@ -126,6 +131,15 @@ def evaluate(
             result.metrics.append({"name": "kl_from_reference", "value": kl, "n": len(kl_pairs)})
     result.seconds = time.perf_counter() - start
     return result
+
+
+def wrap_request(template: str | None, request: str) -> str:
+    """``template`` with ``{prompt}`` replaced by ``request`` (the request itself when there is none)."""
+    if template is None:
+        return request
+    if "{prompt}" not in template:
+        raise ValueError(f"a prompt template needs a '{{prompt}}' placeholder: {template!r}")
+    return template.replace("{prompt}", request)
 
 
 def _rate_record(name: str, rate) -> dict[str, Any]:
