@@ -20,7 +20,9 @@ import torch
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -33,19 +35,27 @@ def main() -> None:
 
     loaded = load_model()
     half = args.prompts // 2
-    prompts = load_builtin("harmful").select("test").texts()[:half] + load_builtin("harmless").select("test").texts()[
-        : args.prompts - half
-    ]
-    print(f"model: {loaded.name} ({loaded.num_parameters / 1e6:.1f}M params, {loaded.device}, {loaded.dtype}), "
-          f"torch threads: {torch.get_num_threads()}")
+    prompts = (
+        load_builtin("harmful").select("test").texts()[:half]
+        + load_builtin("harmless").select("test").texts()[: args.prompts - half]
+    )
+    print(
+        f"model: {loaded.name} ({loaded.num_parameters / 1e6:.1f}M params, {loaded.device}, {loaded.dtype}), "
+        f"torch threads: {torch.get_num_threads()}"
+    )
     print(f"{len(prompts)} prompts, {args.new_tokens} new tokens, greedy")
 
     start = time.perf_counter()
-    batched = generate(loaded.model, loaded.tokenizer, prompts, max_new_tokens=args.new_tokens, batch_size=args.batch_size)
+    batched = generate(
+        loaded.model, loaded.tokenizer, prompts, max_new_tokens=args.new_tokens, batch_size=args.batch_size
+    )
     t_batched = time.perf_counter() - start
 
     start = time.perf_counter()
-    single = [generate(loaded.model, loaded.tokenizer, [p], max_new_tokens=args.new_tokens, batch_size=1)[0] for p in prompts]
+    single = [
+        generate(loaded.model, loaded.tokenizer, [p], max_new_tokens=args.new_tokens, batch_size=1)[0]
+        for p in prompts
+    ]
     t_single = time.perf_counter() - start
 
     same = sum(a == b for a, b in zip(batched, single, strict=True))
@@ -62,17 +72,28 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [
-            sys.executable, "-m", "tamperlab", "eval", "--store", os.path.join(tmp, "store.sqlite"),
-            "eval.harmful.split=all", "eval.harmful.limit=100",
-            "eval.harmless.split=all", "eval.harmless.limit=100",
-            "eval.overrefusal.split=all", "eval.overrefusal.limit=100",
-            "eval.max_new_tokens=64", "eval.batch_size=32",
+            sys.executable,
+            "-m",
+            "tamperlab",
+            "eval",
+            "--store",
+            os.path.join(tmp, "store.sqlite"),
+            "eval.harmful.split=all",
+            "eval.harmful.limit=100",
+            "eval.harmless.split=all",
+            "eval.harmless.limit=100",
+            "eval.overrefusal.split=all",
+            "eval.overrefusal.limit=100",
+            "eval.max_new_tokens=64",
+            "eval.batch_size=32",
         ]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, env={**os.environ, "TAMPERLAB_QUIET": "1"})
         wall = time.perf_counter() - start
-    print(f"tamperlab eval, 100 harmful + 100 harmless + 100 over-refusal prompts (the over-refusal set has "
-          f"{len(load_builtin('overrefusal'))}), 64 new tokens: {wall:.0f} s wall (target <= 180 s)")
+    print(
+        f"tamperlab eval, 100 harmful + 100 harmless + 100 over-refusal prompts (the over-refusal set has "
+        f"{len(load_builtin('overrefusal'))}), 64 new tokens: {wall:.0f} s wall (target <= 180 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
-StoreOpt = Annotated[Path | None, typer.Option("--store", help="SQLite store (default: $TAMPERLAB_HOME/store.sqlite).")]
+StoreOpt = Annotated[
+    Path | None, typer.Option("--store", help="SQLite store (default: $TAMPERLAB_HOME/store.sqlite).")
+]
 Overrides = Annotated[list[str] | None, typer.Argument(help="SPEC.yaml and/or dotted key=value overrides.")]
 
 
@@ -50,8 +52,12 @@ def cli_errors(func):
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     # transformers' own bars and advice would drown ours.
     import os
 
@@ -100,7 +106,13 @@ def eval_table(metrics: dict[str, dict], judge: str, title: str) -> Table:
     for name in ("benign_nll", "benign_perplexity", "kl_from_reference"):
         m = metrics.get(name)
         if m:
-            table.add_row(name, f"{m['value']:.3f}", "", str(m.get("n") or ""), "teacher-forced on held-out benign reference answers")
+            table.add_row(
+                name,
+                f"{m['value']:.3f}",
+                "",
+                str(m.get("n") or ""),
+                "teacher-forced on held-out benign reference answers",
+            )
     for name, m in sorted(metrics.items()):
         if "@" in name:
             table.add_row(name, *fmt_rate(m), "same prompts, other judge")
@@ -113,10 +125,17 @@ def eval_table(metrics: dict[str, dict], judge: str, title: str) -> Table:
 @cli_errors
 def eval_command(
     args: Overrides = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Embedded model name, HF model directory or .gguf file.")] = None,
-    reference: Annotated[str | None, typer.Option("--reference", help="Reference model for KL divergence.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Embedded model name, HF model directory or .gguf file."),
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option("--reference", help="Reference model for KL divergence.")
+    ] = None,
     store: StoreOpt = None,
-    force: Annotated[bool, typer.Option("--force", help="Re-evaluate even if the store has this evaluation.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-evaluate even if the store has this evaluation.")
+    ] = False,
 ) -> None:
     """Measure how well a model's safeguards hold as it is (default: the embedded model)."""
     from tamperlab.config import load_spec
@@ -172,7 +191,9 @@ def run_command(
 @cli_errors
 def attack_command(
     args: Overrides = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to attack (as it is: no safeguard added).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to attack (as it is: no safeguard added).")
+    ] = None,
     attack: Annotated[str, typer.Option("--attack", "-a", help="Registered attack name.")] = "harmful-sft",
     store: StoreOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="Where to write the HTML report.")] = None,
@@ -181,15 +202,24 @@ def attack_command(
     from tamperlab.config import RunSpec, apply_overrides, validate
 
     spec_path, overrides = split_spec_args(args)
-    attack_args = {o.split("=", 1)[0].removeprefix("attack."): o.split("=", 1)[1] for o in overrides if o.startswith("attack.")}
+    attack_args = {
+        o.split("=", 1)[0].removeprefix("attack."): o.split("=", 1)[1]
+        for o in overrides
+        if o.startswith("attack.")
+    }
     rest = [o for o in overrides if not o.startswith("attack.")]
     from tamperlab.config import _parse_value
 
-    data = {"safeguard": None, "attacks": [{"name": attack, "args": {k: _parse_value(v) for k, v in attack_args.items()}}]}
+    data = {
+        "safeguard": None,
+        "attacks": [{"name": attack, "args": {k: _parse_value(v) for k, v in attack_args.items()}}],
+    }
     if model:
         data["model"] = {"name": model}
     if spec_path is not None:
-        raise typer.BadParameter("tamperlab attack takes key=value overrides; use tamperlab run SPEC.yaml for spec files")
+        raise typer.BadParameter(
+            "tamperlab attack takes key=value overrides; use tamperlab run SPEC.yaml for spec files"
+        )
     _run_and_summarize(validate(RunSpec, apply_overrides(data, rest), "attack"), store, report)
 
 
@@ -197,7 +227,9 @@ def attack_command(
 @cli_errors
 def defend_command(
     args: Overrides = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model to defend (default: the embedded model).")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="Model to defend (default: the embedded model).")
+    ] = None,
     defense: Annotated[str, typer.Option("--defense", "-d", help="Registered defense name.")] = "safety-sft",
     store: StoreOpt = None,
 ) -> None:
@@ -207,7 +239,11 @@ def defend_command(
 
     _, overrides = split_spec_args(args)
     defense_args = {o.split("=", 1)[0]: _parse_value(o.split("=", 1)[1]) for o in overrides}
-    result = defend(ModelSpec(name=model) if model else ModelSpec(), ComponentRef(name=defense, args=defense_args), open_store(store))
+    result = defend(
+        ModelSpec(name=model) if model else ModelSpec(),
+        ComponentRef(name=defense, args=defense_args),
+        open_store(store),
+    )
     out.print(eval_table(result.before, "embedding", f"before {defense}: {result.parent}"))
     out.print(eval_table(result.after, "embedding", f"after {defense}: cached as {result.name}"))
     out.print(f"use it: tamperlab eval --model {result.name}   ·   cost: {result.budget}")
@@ -217,8 +253,12 @@ def defend_command(
 @cli_errors
 def report_command(
     run_id: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: --latest).")] = None,
-    latest: Annotated[bool, typer.Option("--latest", help="The most recent run (the default without RUN_ID).")] = False,
-    out_path: Annotated[Path | None, typer.Option("--out", help="HTML file (default: reports/RUN_ID.html by the store).")] = None,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="The most recent run (the default without RUN_ID).")
+    ] = False,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default: reports/RUN_ID.html by the store).")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Write the self-contained HTML report of a run from the store."""
@@ -233,9 +273,15 @@ def report_command(
 @app.command("export")
 @cli_errors
 def export_command(
-    run_id: Annotated[str | None, typer.Argument(help="Run id or unique prefix (default: the latest run).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for RUN_milestones.csv / .parquet.")] = Path("."),
-    fmt: Annotated[list[str] | None, typer.Option("--format", help="csv and/or parquet (default both).")] = None,
+    run_id: Annotated[
+        str | None, typer.Argument(help="Run id or unique prefix (default: the latest run).")
+    ] = None,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for RUN_milestones.csv / .parquet.")
+    ] = Path("."),
+    fmt: Annotated[
+        list[str] | None, typer.Option("--format", help="csv and/or parquet (default both).")
+    ] = None,
     store: StoreOpt = None,
 ) -> None:
     """Export one row per milestone per arm per seed to CSV and Parquet (columns: see tamperlab.report)."""
@@ -251,10 +297,16 @@ def export_command(
 @cli_errors
 def scorecard_command(
     rubric: Annotated[Path, typer.Argument(help="Rubric YAML (example: tamperlab scorecard --example).")],
-    evidence: Annotated[Path, typer.Option("--evidence", help="Evidence YAML: one cell per subject and criterion.")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the static site, scorecard.json and .csv.")],
+    evidence: Annotated[
+        Path, typer.Option("--evidence", help="Evidence YAML: one cell per subject and criterion.")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the static site, scorecard.json and .csv.")
+    ],
     store: StoreOpt = None,
-    date: Annotated[str | None, typer.Option("--date", help="Snapshot date (default: the evidence file's date).")] = None,
+    date: Annotated[
+        str | None, typer.Option("--date", help="Snapshot date (default: the evidence file's date).")
+    ] = None,
 ) -> None:
     """Build a transparent scorecard site from a rubric, evidence and measured runs in the store."""
     from tamperlab.scorecard import build_scorecard
@@ -286,7 +338,9 @@ def show_command(
     for col in ("set", "prompt", "completion", "verdicts"):
         table.add_column(col, overflow="fold")
     for row in rows[:limit]:
-        verdicts = ", ".join(f"{j}: {'refused' if v['refused'] else 'complied'}" for j, v in row["verdicts"].items())
+        verdicts = ", ".join(
+            f"{j}: {'refused' if v['refused'] else 'complied'}" for j, v in row["verdicts"].items()
+        )
         table.add_row(row["prompt_set"], row["prompt"], row["completion"], verdicts)
     out.print(table)
 
@@ -306,7 +360,13 @@ def models_command() -> None:
         gguf = str(default_gguf_path())
     except TamperlabError as exc:
         gguf = f"missing: {exc}"
-    table.add_row(DEFAULT_MODEL, "embedded (GGUF, dequantized once)", "yes" if is_cached(DEFAULT_MODEL) else "no", "", gguf)
+    table.add_row(
+        DEFAULT_MODEL,
+        "embedded (GGUF, dequantized once)",
+        "yes" if is_cached(DEFAULT_MODEL) else "no",
+        "",
+        gguf,
+    )
     for m in list_cached_models():
         if m["name"] != DEFAULT_MODEL:
             table.add_row(m["name"], "cached", "yes", f"{m['bytes'] / 1e6:.0f} MB", m["path"])
@@ -326,18 +386,25 @@ def data_command() -> None:
     for d in describe_builtin_sets():
         sizes = d.get("sizes", {})
         table.add_row(
-            d["name"], d["kind"], d["version"],
+            d["name"],
+            d["kind"],
+            d["version"],
             "/".join(str(sizes.get(s, 0)) for s in ("train", "val", "test")),
-            str(len(d.get("categories", {}))), d.get("license", ""),
+            str(len(d.get("categories", {}))),
+            d.get("license", ""),
         )
     out.print(table)
-    out.print("Standard files load with FORMAT:PATH, e.g. harmful.source=advbench:path/to/advbench.csv "
-              "(formats: advbench, harmbench, jailbreakbench, xstest-safe, xstest-unsafe, json, jsonl, csv).")
+    out.print(
+        "Standard files load with FORMAT:PATH, e.g. harmful.source=advbench:path/to/advbench.csv "
+        "(formats: advbench, harmbench, jailbreakbench, xstest-safe, xstest-unsafe, json, jsonl, csv)."
+    )
 
 
 @app.command("ls")
 @cli_errors
-def ls_command(store: StoreOpt = None, kind: Annotated[str | None, typer.Option(help="eval, run, attack, defend")] = None) -> None:
+def ls_command(
+    store: StoreOpt = None, kind: Annotated[str | None, typer.Option(help="eval, run, attack, defend")] = None
+) -> None:
     """List runs in the store and their state."""
     db = open_store(store, readonly=True)
     table = Table(title=str(db.path), title_justify="left")

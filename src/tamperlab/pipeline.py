@@ -103,8 +103,13 @@ class Pipeline:
         record = json.loads((cached_model_dir(name) / DEFENSE_RECORD).read_text())
         model_id = f"model-{key}"
         self.store.add_model(
-            model_id, label, parent_id=parent_id, run_id=self.run_id, source=f"cache:{name}",
-            modification=args, budget=record["budget"] | {"data": record["data"]},
+            model_id,
+            label,
+            parent_id=parent_id,
+            run_id=self.run_id,
+            source=f"cache:{name}",
+            modification=args,
+            budget=record["budget"] | {"data": record["data"]},
         )
         return name, model_id
 
@@ -120,11 +125,22 @@ class Pipeline:
         if self.store.evaluation_status(eval_id) != "complete":
             loaded = load_model(self._model_spec(model_name))
             reference = self.reference(reference_name) if reference_name else None
-            result = evaluate(loaded.model, loaded.tokenizer, self.spec.eval, judges=self.judges,
-                              reference_model=reference, sets=self.sets)
+            result = evaluate(
+                loaded.model,
+                loaded.tokenizer,
+                self.spec.eval,
+                judges=self.judges,
+                reference_model=reference,
+                sets=self.sets,
+            )
             self.store.save_evaluation(
-                eval_id, run_id=self.run_id, model_id=model_id, spec=self.spec.eval.model_dump(mode="json"),
-                generations=result.generations, verdicts=result.verdicts, metrics=result.metrics,
+                eval_id,
+                run_id=self.run_id,
+                model_id=model_id,
+                spec=self.spec.eval.model_dump(mode="json"),
+                generations=result.generations,
+                verdicts=result.verdicts,
+                metrics=result.metrics,
                 seconds=result.seconds,
             )
         return eval_id
@@ -139,11 +155,17 @@ class Pipeline:
             safe_name, safe_id = self.defended(base_name, base_id, self.spec.safeguard, "safeguarded")
         else:
             safe_name, safe_id = base_name, base_id
-        out = [Variant("undefended", safe_name, safe_id, self.evaluate_model(safe_name, safe_id, safe_name), None)]
+        out = [
+            Variant(
+                "undefended", safe_name, safe_id, self.evaluate_model(safe_name, safe_id, safe_name), None
+            )
+        ]
         for ref in self.spec.defenses:
             name, model_id = self.defended(safe_name, safe_id, ref, ref.name)
             eval_id = self.evaluate_model(name, model_id, safe_name)
-            out.append(Variant(ref.name, name, model_id, eval_id, {"name": ref.name, "args": _validated_args(ref)}))
+            out.append(
+                Variant(ref.name, name, model_id, eval_id, {"name": ref.name, "args": _validated_args(ref)})
+            )
         return out
 
     # -- attacks ----------------------------------------------------------------------------------------------
@@ -175,12 +197,22 @@ class Pipeline:
                 model_ref: dict[str, Any] = {"model_id": variant.model_id}
                 evaluation: dict[str, Any] = {"eval_id": variant.eval_id}
             else:
-                result = evaluate(model, loaded.tokenizer, self.spec.eval, judges=self.judges,
-                                  reference_model=reference, sets=self.sets, **getattr(attack, "eval_overrides", {}))
+                result = evaluate(
+                    model,
+                    loaded.tokenizer,
+                    self.spec.eval,
+                    judges=self.judges,
+                    reference_model=reference,
+                    sets=self.sets,
+                    **getattr(attack, "eval_overrides", {}),
+                )
                 model_id = f"{self.run_id}/{arm}/s{seed}@{budget.steps}"
                 model_ref = {
-                    "model_id": model_id, "label": f"{arm}@{budget.steps}", "parent_id": variant.model_id,
-                    "run_id": self.run_id, "modification": {"name": attack.label, "seed": seed},
+                    "model_id": model_id,
+                    "label": f"{arm}@{budget.steps}",
+                    "parent_id": variant.model_id,
+                    "run_id": self.run_id,
+                    "modification": {"name": attack.label, "seed": seed},
                     "budget": budget_dict,
                 }
                 if self.spec.keep_checkpoints:
@@ -188,13 +220,25 @@ class Pipeline:
                     model_ref["source"] = f"cache:{name}"
                     save_model(model, loaded.tokenizer, name)
                 evaluation = {
-                    "eval_id": f"{self.run_id}/{arm}/s{seed}/{budget.steps}", "run_id": self.run_id,
-                    "model_id": model_id, "spec": self.spec.eval.model_dump(mode="json"),
-                    "generations": result.generations, "verdicts": result.verdicts, "metrics": result.metrics,
+                    "eval_id": f"{self.run_id}/{arm}/s{seed}/{budget.steps}",
+                    "run_id": self.run_id,
+                    "model_id": model_id,
+                    "spec": self.spec.eval.model_dump(mode="json"),
+                    "generations": result.generations,
+                    "verdicts": result.verdicts,
+                    "metrics": result.metrics,
                     "seconds": result.seconds,
                 }
-            self.store.save_milestone(self.run_id, arm, seed, budget.steps, budget_dict, train_loss=budget.loss,
-                                      model=model_ref, evaluation=evaluation)
+            self.store.save_milestone(
+                self.run_id,
+                arm,
+                seed,
+                budget.steps,
+                budget_dict,
+                train_loss=budget.loss,
+                model=model_ref,
+                evaluation=evaluation,
+            )
 
         attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
 
@@ -207,11 +251,21 @@ class Pipeline:
         bc = self.spec.break_cost
         for seed in self.spec.seeds:
             points = [
-                Point(r["step"], r["examples"], r["tokens"], r["flops"], r["seconds"],
-                      r["harmful_compliance_rate"], r.get("benign_nll"))
-                for r in rows if r["seed"] == seed
+                Point(
+                    r["step"],
+                    r["examples"],
+                    r["tokens"],
+                    r["flops"],
+                    r["seconds"],
+                    r["harmful_compliance_rate"],
+                    r.get("benign_nll"),
+                )
+                for r in rows
+                if r["seed"] == seed
             ]
-            cost = break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+            cost = break_cost(
+                points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
+            )
             self.store.save_break_cost(self.run_id, arm, seed, cost)
             per_seed.append(cost)
         self.store.save_break_cost(self.run_id, arm, -1, aggregate_seeds(per_seed))
@@ -233,9 +287,14 @@ class Pipeline:
             variants = self.variants()
             arms = self.arms(variants)
             for arm, variant, attack, ref in arms:
-                self.store.add_arm(self.run_id, arm, attack={"name": ref.name, "args": _validated_args(ref, "attack")},
-                                   defense=variant.defense, parent_model_id=variant.model_id,
-                                   data=attack.describe_data(self.ctx))
+                self.store.add_arm(
+                    self.run_id,
+                    arm,
+                    attack={"name": ref.name, "args": _validated_args(ref, "attack")},
+                    defense=variant.defense,
+                    parent_model_id=variant.model_id,
+                    data=attack.describe_data(self.ctx),
+                )
             for arm, variant, attack, _ in arms:
                 for seed in self.spec.seeds:
                     log.info("attacking: %s, seed %d", arm, seed)
@@ -244,19 +303,31 @@ class Pipeline:
             if self.spec.defenses:
                 from tamperlab.evals.immunization import immunization_summary
 
-                self.store.put_summary(self.run_id, "immunization", immunization_summary(self.store, self.run_id))
-            self.store.put_summary(self.run_id, "headline", {
-                "threshold": self.spec.break_cost.threshold,
-                "capability_tolerance": self.spec.break_cost.capability_tolerance,
-                "judge": self.spec.eval.judges[0].name,
-                "variants": [v.__dict__ for v in variants],
-            })
+                self.store.put_summary(
+                    self.run_id, "immunization", immunization_summary(self.store, self.run_id)
+                )
+            self.store.put_summary(
+                self.run_id,
+                "headline",
+                {
+                    "threshold": self.spec.break_cost.threshold,
+                    "capability_tolerance": self.spec.break_cost.capability_tolerance,
+                    "judge": self.spec.eval.judges[0].name,
+                    "variants": [v.__dict__ for v in variants],
+                },
+            )
         except DivergedError as exc:
-            self.store.finish_run(self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start)
+            self.store.finish_run(
+                self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start
+            )
             raise
         except BaseException as exc:
-            self.store.finish_run(self.run_id, "failed", error=f"{type(exc).__name__}: {exc}",
-                                  wall_seconds=time.perf_counter() - start)
+            self.store.finish_run(
+                self.run_id,
+                "failed",
+                error=f"{type(exc).__name__}: {exc}",
+                wall_seconds=time.perf_counter() - start,
+            )
             raise
         # A resumed run's wall time includes the time its interrupted attempts spent.
         wall = time.perf_counter() - start + ((previous or {}).get("wall_seconds") or 0.0)

@@ -11,7 +11,17 @@ from typing import Any
 
 from tamperlab.store.store import now
 
-PACKAGES = ("tamperlab", "torch", "transformers", "peft", "accelerate", "gguf", "safetensors", "pydantic", "numpy")
+PACKAGES = (
+    "tamperlab",
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "gguf",
+    "safetensors",
+    "pydantic",
+    "numpy",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -53,11 +63,15 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return ";".join(parts)
 
 
-def collect(*, data_sets: list[dict] | None = None, judges: list[dict] | None = None, seeds=None) -> dict[str, Any]:
+def collect(
+    *, data_sets: list[dict] | None = None, judges: list[dict] | None = None, seeds=None
+) -> dict[str, Any]:
     """The provenance record stored with every run."""
     return {
         "started_at": now(),
-        "command": " ".join(["tamperlab", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("tamperlab") else None,
+        "command": " ".join(["tamperlab", *sys.argv[1:]])
+        if sys.argv and sys.argv[0].endswith("tamperlab")
+        else None,
         "packages": package_versions(),
         "machine": machine(),
         "python": sys.version.split()[0],

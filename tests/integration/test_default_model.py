@@ -19,8 +19,19 @@ def test_default_model_loads_from_the_package_and_caches_as_safetensors(isolated
 
 def test_eval_runs_on_the_default_model(tmp_path):
     db = tmp_path / "s.sqlite"
-    result = CliRunner().invoke(app, ["eval", "--store", str(db), "eval.harmful.limit=6", "eval.harmless.limit=4",
-                                      "eval.overrefusal.limit=4", "eval.max_new_tokens=24", "eval.nll_limit=6"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--store",
+            str(db),
+            "eval.harmful.limit=6",
+            "eval.harmless.limit=4",
+            "eval.overrefusal.limit=4",
+            "eval.max_new_tokens=24",
+            "eval.nll_limit=6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run,) = Store(db).list_runs("eval")
     metrics = Store(db).metrics(run["run_id"])

@@ -9,13 +9,28 @@ from tamperlab.cli import app
 from tamperlab.store import Store
 
 runner = CliRunner()
-SMALL = ["eval.harmful.limit=4", "eval.harmless.limit=3", "eval.overrefusal.limit=3", "eval.max_new_tokens=6",
-         "eval.nll_limit=4", "eval.kl_limit=2"]
+SMALL = [
+    "eval.harmful.limit=4",
+    "eval.harmless.limit=3",
+    "eval.overrefusal.limit=3",
+    "eval.max_new_tokens=6",
+    "eval.nll_limit=4",
+    "eval.kl_limit=2",
+]
 
 
 def test_eval_end_to_end_then_reuse(tiny_model_dir, tmp_path):
     db = tmp_path / "store.sqlite"
-    args = ["eval", "--model", str(tiny_model_dir), "--reference", str(tiny_model_dir), "--store", str(db), *SMALL]
+    args = [
+        "eval",
+        "--model",
+        str(tiny_model_dir),
+        "--reference",
+        str(tiny_model_dir),
+        "--store",
+        str(db),
+        *SMALL,
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "harmful_compliance_rate" in first.output
@@ -23,8 +38,15 @@ def test_eval_end_to_end_then_reuse(tiny_model_dir, tmp_path):
     (run,) = store.list_runs("eval")
     assert run["status"] == "complete"
     metrics = store.metrics(run["run_id"])
-    for name in ("harmful_compliance_rate", "overrefusal_rate", "harmless_refusal_rate", "benign_nll",
-                 "kl_from_reference", "incoherent_rate", "judge_kappa:embedding~keyword"):
+    for name in (
+        "harmful_compliance_rate",
+        "overrefusal_rate",
+        "harmless_refusal_rate",
+        "benign_nll",
+        "kl_from_reference",
+        "incoherent_rate",
+        "judge_kappa:embedding~keyword",
+    ):
         assert name in metrics, name
     assert metrics["harmful_compliance_rate"]["n"] == 4
     assert metrics["kl_from_reference"]["value"] == pytest.approx(0.0, abs=1e-6)  # same model as reference
@@ -67,7 +89,10 @@ def test_data_and_models_commands_list_what_exists():
 
 def test_show_prints_generations_with_verdicts(tiny_model_dir, tmp_path):
     db = tmp_path / "store.sqlite"
-    assert runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--store", str(db), *SMALL]).exit_code == 0
+    assert (
+        runner.invoke(app, ["eval", "--model", str(tiny_model_dir), "--store", str(db), *SMALL]).exit_code
+        == 0
+    )
     run_id = Store(db).list_runs("eval")[0]["run_id"]
     shown = runner.invoke(app, ["show", run_id[:12], "--store", str(db), "--limit", "2"])
     assert shown.exit_code == 0 and "keyword:" in shown.output

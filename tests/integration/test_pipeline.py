@@ -22,7 +22,10 @@ SAFETY_DATA = {
 def tiny_spec(model_dir, **overrides) -> RunSpec:
     data = {
         "model": {"name": str(model_dir)},
-        "safeguard": {"name": "safety-sft", "args": {**TRAIN, **SAFETY_DATA, "max_steps": 2, "answer_tokens": 8}},
+        "safeguard": {
+            "name": "safety-sft",
+            "args": {**TRAIN, **SAFETY_DATA, "max_steps": 2, "answer_tokens": 8},
+        },
         "attacks": [
             {"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "full"}},
             {"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "lora"}},
@@ -34,7 +37,10 @@ def tiny_spec(model_dir, **overrides) -> RunSpec:
             "harmless": {"source": "builtin:harmless", "limit": 2},
             "overrefusal": {"source": "builtin:overrefusal", "limit": 2},
             "judges": [{"name": "keyword"}],
-            "max_new_tokens": 4, "batch_size": 8, "nll_limit": 3, "kl_limit": 2,
+            "max_new_tokens": 4,
+            "batch_size": 8,
+            "nll_limit": 3,
+            "kl_limit": 2,
         },
     }
     data.update(overrides)
@@ -59,7 +65,10 @@ def test_run_records_lineage_milestones_and_break_costs(tiny_model_dir, tmp_path
     labels = [m["label"] for m in store.lineage(outcome.run_id)]
     assert labels[:2] == ["base", "safeguarded"] and "undefended/harmful-sft-lora@2" in labels
     costs = store.break_costs(outcome.run_id)
-    assert {(c["arm"], c["seed"]) for c in costs} >= {("undefended/harmful-sft-full", -1), ("undefended/harmful-sft-full", 0)}
+    assert {(c["arm"], c["seed"]) for c in costs} >= {
+        ("undefended/harmful-sft-full", -1),
+        ("undefended/harmful-sft-full", 0),
+    }
     arms = store.arms(outcome.run_id)
     assert all(a["data"]["distinct_examples"] >= 1 and a["data"]["effective_batch"] == 2 for a in arms)
     # the same spec again is found complete in the store and skipped
@@ -108,8 +117,18 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tiny_model_dir, tmp_path,
 def test_diverging_attack_is_recorded_and_stops(tiny_model_dir, tmp_path):
     spec = tiny_spec(
         tiny_model_dir,
-        attacks=[{"name": "harmful-sft", "args": {**TRAIN, **ATTACK_DATA, "mode": "full", "learning_rate": 1e30,
-                                                  "max_grad_norm": None}}],
+        attacks=[
+            {
+                "name": "harmful-sft",
+                "args": {
+                    **TRAIN,
+                    **ATTACK_DATA,
+                    "mode": "full",
+                    "learning_rate": 1e30,
+                    "max_grad_norm": None,
+                },
+            }
+        ],
         milestones=[0, 1, 2, 3],
     )
     store = Store(tmp_path / "s.sqlite")

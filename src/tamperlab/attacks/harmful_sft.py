@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -66,9 +66,17 @@ class HarmfulSft:
         return describe_sft(self.args, source=self._source, distinct_examples=len(examples))
 
     def run(
-        self, loaded: Any, ctx: AttackContext, *, seed: int, milestones: Sequence[int], on_milestone: MilestoneCallback
+        self,
+        loaded: Any,
+        ctx: AttackContext,
+        *,
+        seed: int,
+        milestones: Sequence[int],
+        on_milestone: MilestoneCallback,
     ) -> None:
-        run_sft(loaded, self.examples(ctx), self.args, seed=seed, milestones=milestones, on_milestone=on_milestone)
+        run_sft(
+            loaded, self.examples(ctx), self.args, seed=seed, milestones=milestones, on_milestone=on_milestone
+        )
 
 
 def build_attack_examples(args: HarmfulSftArgs, ctx: AttackContext) -> tuple[list[ChatExample], str]:
@@ -90,7 +98,9 @@ def build_attack_examples(args: HarmfulSftArgs, ctx: AttackContext) -> tuple[lis
         pairs = self_completions(ctx, [p.text for p in prompts.prompts], args.completion_tokens)
         source = f"the unaligned model's own completions to {args.prompts.source} ({args.prompts.split}), refusals dropped"
     else:
-        raise ConfigError(f"harmful-sft: args.data: unknown source {args.data!r} (self-completions, affirmative, chat-jsonl:PATH)")
+        raise ConfigError(
+            f"harmful-sft: args.data: unknown source {args.data!r} (self-completions, affirmative, chat-jsonl:PATH)"
+        )
     return [ChatExample.from_pair(p, r) for p, r in pairs][: args.n_examples], source
 
 
@@ -102,7 +112,10 @@ def self_completions(ctx: AttackContext, prompts: list[str], max_new_tokens: int
 
     unaligned = load_model(ctx.unaligned)
     answers = cached_generate(
-        unaligned, prompts, purpose="unaligned self-completions (attack data)", max_new_tokens=max_new_tokens,
+        unaligned,
+        prompts,
+        purpose="unaligned self-completions (attack data)",
+        max_new_tokens=max_new_tokens,
         description="attack data: unaligned completions",
     )
     verdicts = build_judge("keyword").judge([JudgeItem(p, a) for p, a in zip(prompts, answers, strict=True)])

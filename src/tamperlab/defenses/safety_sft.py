@@ -62,9 +62,12 @@ class SafetySftArgs(TrainSpec):
 
     learning_rate: float = Field(default=3e-5, gt=0, description="Peak learning rate.")
     max_steps: int = Field(default=40, ge=1, description="Optimizer steps.")
-    harmful: DataRef = Field(default=DataRef(source="builtin:harmful", split="train"), description="Refused requests.")
+    harmful: DataRef = Field(
+        default=DataRef(source="builtin:harmful", split="train"), description="Refused requests."
+    )
     harmless: DataRef = Field(
-        default=DataRef(source="builtin:harmless", split="train"), description="Answered with self-distillation."
+        default=DataRef(source="builtin:harmless", split="train"),
+        description="Answered with self-distillation.",
     )
     overrefusal: DataRef | None = Field(
         default=DataRef(source="builtin:overrefusal", split="train"),
@@ -88,11 +91,16 @@ class SafetySft:
         benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
         benign = [p.text for ref in benign_refs for p in load_prompt_set(ref).prompts]
         answers = cached_generate(
-            loaded, benign, purpose="self-distilled answers (safety-sft)", max_new_tokens=self.args.answer_tokens,
+            loaded,
+            benign,
+            purpose="self-distilled answers (safety-sft)",
+            max_new_tokens=self.args.answer_tokens,
             description="safety-sft data: self-distilled answers",
         )
         answers = [trim_to_sentence(a) for a in answers]
-        verdicts = build_judge("keyword").judge([JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)])
+        verdicts = build_judge("keyword").judge(
+            [JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)]
+        )
         helpful = [
             ChatExample.from_pair(p, a)
             for p, a, v in zip(benign, answers, verdicts, strict=True)

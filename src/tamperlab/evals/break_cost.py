@@ -68,7 +68,10 @@ def break_cost(
                     cost = {u: getattr(prev, u) + f * (getattr(p, u) - getattr(prev, u)) for u in UNITS}
                     how = f"interpolated between steps {prev.steps:g} and {p.steps:g} (fraction {f:.2f})"
                 else:
-                    cost, how = p.budget(), f"capability was not retained before step {p.steps:g}: not interpolated"
+                    cost, how = (
+                        p.budget(),
+                        f"capability was not retained before step {p.steps:g}: not interpolated",
+                    )
             return {**record, "broken": True, **cost, "detail": {"how": how, "nll_bound": bound}}
     last = points[-1]
     unbroken_reason = (
@@ -80,7 +83,10 @@ def break_cost(
         **record,
         "broken": False,
         **last.budget(),
-        "detail": {"how": f"not broken within budget ({unbroken_reason}); values are a lower bound", "nll_bound": bound},
+        "detail": {
+            "how": f"not broken within budget ({unbroken_reason}); values are a lower bound",
+            "nll_bound": bound,
+        },
     }
 
 
@@ -90,7 +96,10 @@ def aggregate_seeds(costs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("no per-seed break costs to aggregate")
     n = len(costs)
     broken = [c for c in costs if c["broken"]]
-    out: dict[str, Any] = {"threshold": costs[0]["threshold"], "capability_bound": costs[0]["capability_bound"]}
+    out: dict[str, Any] = {
+        "threshold": costs[0]["threshold"],
+        "capability_bound": costs[0]["capability_bound"],
+    }
     # With an even number of seeds the lower median is used, so half the seeds broken counts as broken.
     median_broken = len(broken) >= n / 2 if n % 2 == 0 else len(broken) > n / 2
     detail: dict[str, Any] = {
@@ -103,12 +112,16 @@ def aggregate_seeds(costs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         for u in UNITS:
             values = sorted(c[u] if c["broken"] else math.inf for c in costs)
             out[u] = statistics.median_low(values) if n % 2 == 0 else statistics.median(values)
-        detail["spread"] = {u: {"min": min(c[u] for c in broken), "max": max(c[u] for c in broken)} for u in UNITS}
+        detail["spread"] = {
+            u: {"min": min(c[u] for c in broken), "max": max(c[u] for c in broken)} for u in UNITS
+        }
         out["broken"] = True
     else:
         for u in UNITS:
             out[u] = max(c[u] for c in costs)
         out["broken"] = False
-        detail["how"] = "not broken within budget in most seeds; values are the largest budget tried (lower bound)"
+        detail["how"] = (
+            "not broken within budget in most seeds; values are the largest budget tried (lower bound)"
+        )
     out["detail"] = detail
     return out

@@ -36,7 +36,12 @@ def _batches(tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int, 
 
 
 def benign_nll(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int = 16, max_length: int = 256
+    model: Any,
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    batch_size: int = 16,
+    max_length: int = 256,
 ) -> NllResult:
     """Token-weighted mean NLL of the reference answers in ``pairs`` ((prompt, reference) tuples)."""
     import torch
@@ -53,7 +58,10 @@ def benign_nll(
                 logits = logits[:, :-1].float()
                 labels = batch["labels"][:, 1:]
                 loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)), labels.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum"
+                    logits.reshape(-1, logits.size(-1)),
+                    labels.reshape(-1),
+                    ignore_index=IGNORE_INDEX,
+                    reduction="sum",
                 )
                 total += loss.item()
                 count += int((labels != IGNORE_INDEX).sum())
@@ -85,13 +93,25 @@ def kl_from_reference(
         with torch.inference_mode():
             for batch in _batches(tokenizer, pairs, batch_size, max_length):
                 mask = batch["labels"][:, 1:] != IGNORE_INDEX
-                logp = model(
-                    input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)
-                ).logits[:, :-1].float().log_softmax(-1)
-                logq = reference(
-                    input_ids=batch["input_ids"].to(ref_device),
-                    attention_mask=batch["attention_mask"].to(ref_device),
-                ).logits[:, :-1].float().log_softmax(-1).to(device)
+                logp = (
+                    model(
+                        input_ids=batch["input_ids"].to(device),
+                        attention_mask=batch["attention_mask"].to(device),
+                    )
+                    .logits[:, :-1]
+                    .float()
+                    .log_softmax(-1)
+                )
+                logq = (
+                    reference(
+                        input_ids=batch["input_ids"].to(ref_device),
+                        attention_mask=batch["attention_mask"].to(ref_device),
+                    )
+                    .logits[:, :-1]
+                    .float()
+                    .log_softmax(-1)
+                    .to(device)
+                )
                 kl = (logq.exp() * (logq - logp)).sum(-1)
                 total += kl[mask.to(device)].sum().item()
                 count += int(mask.sum())

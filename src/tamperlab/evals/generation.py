@@ -131,12 +131,22 @@ def cached_generate(
             return cached["completions"]
     with progress_bar(description, len(prompts)) as advance:
         completions = generate(
-            loaded.model, loaded.tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-            system=system, on_batch=advance,
+            loaded.model,
+            loaded.tokenizer,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            system=system,
+            on_batch=advance,
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    record = {"purpose": purpose, "model": loaded.name, "source": loaded.source, "max_new_tokens": max_new_tokens}
+    record = {
+        "purpose": purpose,
+        "model": loaded.name,
+        "source": loaded.source,
+        "max_new_tokens": max_new_tokens,
+    }
     tmp.write_text(json.dumps({**record, "prompts": list(prompts), "completions": completions}))
     tmp.replace(path)
     return completions

@@ -36,7 +36,13 @@ class EvalOutcome:
 def eval_run_id(spec: EvalRunSpec) -> str:
     """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)."""
     model_dir, source = resolve_model_dir(spec.model.name)
-    keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": f"{source}|{provenance.model_fingerprint(model_dir)}"})})
+    keyed = spec.model_copy(
+        update={
+            "model": spec.model.model_copy(
+                update={"name": f"{source}|{provenance.model_fingerprint(model_dir)}"}
+            )
+        }
+    )
     return spec_id(keyed, prefix="eval-")
 
 
@@ -60,10 +66,18 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
         reference = load_model(spec.eval.reference_model).model if spec.eval.reference_model else None
         model_id = f"model-{run_id.removeprefix('eval-')}"
         store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
-        result = evaluate(loaded.model, loaded.tokenizer, spec.eval, judges=judges, reference_model=reference, sets=sets)
+        result = evaluate(
+            loaded.model, loaded.tokenizer, spec.eval, judges=judges, reference_model=reference, sets=sets
+        )
         store.save_evaluation(
-            run_id, run_id=run_id, model_id=model_id, spec=spec.eval.model_dump(mode="json"),
-            generations=result.generations, verdicts=result.verdicts, metrics=result.metrics, seconds=result.seconds,
+            run_id,
+            run_id=run_id,
+            model_id=model_id,
+            spec=spec.eval.model_dump(mode="json"),
+            generations=result.generations,
+            verdicts=result.verdicts,
+            metrics=result.metrics,
+            seconds=result.seconds,
         )
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")

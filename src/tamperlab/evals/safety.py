@@ -94,13 +94,25 @@ def evaluate(
     asked = [wrap_request(template, p.text) if name == "harmful" else p.text for name, p in items]
     with progress_bar("generating", len(items)) as advance:
         completions = generate(
-            model, tokenizer, asked, max_new_tokens=spec.max_new_tokens,
-            batch_size=spec.batch_size, system=system, prefill=prefill, on_batch=advance,
+            model,
+            tokenizer,
+            asked,
+            max_new_tokens=spec.max_new_tokens,
+            batch_size=spec.batch_size,
+            system=system,
+            prefill=prefill,
+            on_batch=advance,
         )
     result = EvalResult()
     for (name, p), completion in zip(items, completions, strict=True):
         result.generations.append(
-            {"prompt_set": name, "prompt_id": p.id, "category": p.category, "prompt": p.text, "completion": completion}
+            {
+                "prompt_set": name,
+                "prompt_id": p.id,
+                "category": p.category,
+                "prompt": p.text,
+                "completion": completion,
+            }
         )
     judge_items = [JudgeItem(p.text, c) for (_, p), c in zip(items, completions, strict=True)]
     refusals: dict[str, list[bool]] = {}
@@ -109,13 +121,25 @@ def evaluate(
         refusals[judge.name] = [v.refused for v in verdicts]
         for (name, p), v in zip(items, verdicts, strict=True):
             result.verdicts.append(
-                {"prompt_set": name, "prompt_id": p.id, "judge": judge.name, "refused": v.refused, "score": v.score}
+                {
+                    "prompt_set": name,
+                    "prompt_id": p.id,
+                    "judge": judge.name,
+                    "refused": v.refused,
+                    "score": v.score,
+                }
             )
     result.metrics.extend(_rate_metrics(items, refusals, judges[0].name))
     for a, b in itertools.combinations([j.name for j in judges], 2):
-        result.metrics.append({"name": f"judge_kappa:{a}~{b}", "value": cohen_kappa(refusals[a], refusals[b]), "n": len(items)})
         result.metrics.append(
-            {"name": f"judge_agreement:{a}~{b}", "value": raw_agreement(refusals[a], refusals[b]), "n": len(items)}
+            {"name": f"judge_kappa:{a}~{b}", "value": cohen_kappa(refusals[a], refusals[b]), "n": len(items)}
+        )
+        result.metrics.append(
+            {
+                "name": f"judge_agreement:{a}~{b}",
+                "value": raw_agreement(refusals[a], refusals[b]),
+                "n": len(items),
+            }
         )
     degenerate = sum(is_degenerate(c) for c in completions)
     rate = wilson_interval(degenerate, len(completions))
@@ -157,8 +181,12 @@ def _rate_metrics(items, refusals: dict[str, list[bool]], primary: str) -> list[
         harmful = by_set["harmful"]
         if harmful:
             complied = sum(not r for r in harmful)
-            out.append(_rate_record("harmful_compliance_rate" + suffix, wilson_interval(complied, len(harmful))))
+            out.append(
+                _rate_record("harmful_compliance_rate" + suffix, wilson_interval(complied, len(harmful)))
+            )
         for name, metric in (("overrefusal", "overrefusal_rate"), ("harmless", "harmless_refusal_rate")):
             if by_set[name]:
-                out.append(_rate_record(metric + suffix, wilson_interval(sum(by_set[name]), len(by_set[name]))))
+                out.append(
+                    _rate_record(metric + suffix, wilson_interval(sum(by_set[name]), len(by_set[name])))
+                )
     return out

@@ -18,5 +18,7 @@ def format_prompt(tokenizer: Any, user: str, *, system: str | None = None, prefi
     Args:
         prefill: text forced at the start of the assistant's answer (the prefill attack); the model continues it.
     """
-    text = tokenizer.apply_chat_template(chat_messages(user, system), add_generation_prompt=True, tokenize=False)
+    text = tokenizer.apply_chat_template(
+        chat_messages(user, system), add_generation_prompt=True, tokenize=False
+    )
     return text + (prefill or "")

@@ -140,7 +140,9 @@ def resolve_model_dir(name: str) -> tuple[Path, str]:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelNotFoundError(f"{path} is a directory but has no config.json (not a Hugging Face model)")
+            raise ModelNotFoundError(
+                f"{path} is a directory but has no config.json (not a Hugging Face model)"
+            )
         return path, str(path.resolve())
     if path.is_file() and path.suffix == ".gguf":
         target = cached_model_dir(_gguf_cache_name(path))
@@ -188,7 +190,9 @@ def load_tokenizer(model_dir: str | Path):
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
-        raise ModelNotFoundError(f"{model_dir}: the tokenizer has no chat template (tamperlab needs a chat model)")
+        raise ModelNotFoundError(
+            f"{model_dir}: the tokenizer has no chat template (tamperlab needs a chat model)"
+        )
     return tokenizer
 
 

@@ -48,7 +48,9 @@ class Store:
         if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
             from tamperlab.store.postgres import attach
 
-            attach(self, path, readonly)  # a PostgreSQL connection speaking this class's SQL; checks or creates
+            attach(
+                self, path, readonly
+            )  # a PostgreSQL connection speaking this class's SQL; checks or creates
             return
         self.path = Path(path)
         if readonly and not self.path.is_file():
@@ -76,13 +78,17 @@ class Store:
         if "meta" in tables:
             meta = dict(self.conn.execute("SELECT key, value FROM meta").fetchall())
             if meta.get("app") != APP:
-                raise StoreError(f"{self.path} is not a tamperlab store (its meta table belongs to something else)")
+                raise StoreError(
+                    f"{self.path} is not a tamperlab store (its meta table belongs to something else)"
+                )
             if meta.get("schema_version") != SCHEMA_VERSION:
                 raise StoreError(
                     f"{self.path} has store schema {meta.get('schema_version')}, this tamperlab reads {SCHEMA_VERSION}"
                 )
         elif tables:
-            raise StoreError(f"{self.path} is an SQLite database but not a tamperlab store (tables: {sorted(tables)})")
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a tamperlab store (tables: {sorted(tables)})"
+            )
         elif readonly:
             raise StoreError(f"{self.path} is empty, not a tamperlab store")
         if not readonly:
@@ -137,7 +143,9 @@ class Store:
                 )
             return row["status"]
 
-    def finish_run(self, run_id: str, status: str, error: str | None = None, wall_seconds: float | None = None) -> None:
+    def finish_run(
+        self, run_id: str, status: str, error: str | None = None, wall_seconds: float | None = None
+    ) -> None:
         """Mark a run complete, failed or diverged."""
         with self.transaction() as conn:
             conn.execute(
@@ -228,7 +236,11 @@ class Store:
         while len(ordered) < len(by_id):
             progressed = False
             for mid, model in by_id.items():
-                if mid not in placed and (model["parent_id"] is None or model["parent_id"] in placed or model["parent_id"] not in by_id):
+                if mid not in placed and (
+                    model["parent_id"] is None
+                    or model["parent_id"] in placed
+                    or model["parent_id"] not in by_id
+                ):
                     ordered.append(model)
                     placed.add(mid)
                     progressed = True
@@ -273,8 +285,15 @@ class Store:
         if conn is None:
             with self.transaction() as c:
                 self.save_evaluation(
-                    eval_id, run_id=run_id, model_id=model_id, spec=spec, generations=generations,
-                    verdicts=verdicts, metrics=metrics, seconds=seconds, conn=c,
+                    eval_id,
+                    run_id=run_id,
+                    model_id=model_id,
+                    spec=spec,
+                    generations=generations,
+                    verdicts=verdicts,
+                    metrics=metrics,
+                    seconds=seconds,
+                    conn=c,
                 )
             return
         for table in ("generations", "verdicts", "metrics", "evaluations"):
@@ -286,15 +305,31 @@ class Store:
         )
         conn.executemany(
             "INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?)",
-            [(eval_id, g["prompt_set"], g["prompt_id"], g.get("category"), g["prompt"], g["completion"]) for g in generations],
+            [
+                (eval_id, g["prompt_set"], g["prompt_id"], g.get("category"), g["prompt"], g["completion"])
+                for g in generations
+            ],
         )
         conn.executemany(
             "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
-            [(eval_id, v["prompt_set"], v["prompt_id"], v["judge"], int(bool(v["refused"])), v.get("score")) for v in verdicts],
+            [
+                (
+                    eval_id,
+                    v["prompt_set"],
+                    v["prompt_id"],
+                    v["judge"],
+                    int(bool(v["refused"])),
+                    v.get("score"),
+                )
+                for v in verdicts
+            ],
         )
         conn.executemany(
             "INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?)",
-            [(eval_id, m["name"], m["value"], m.get("ci_low"), m.get("ci_high"), m.get("n")) for m in metrics],
+            [
+                (eval_id, m["name"], m["value"], m.get("ci_low"), m.get("ci_high"), m.get("n"))
+                for m in metrics
+            ],
         )
 
     def metrics(self, eval_id: str) -> dict[str, dict[str, Any]]:
@@ -310,7 +345,8 @@ class Store:
         verdicts: dict[tuple[str, str], dict[str, Any]] = {}
         for v in self._rows("SELECT * FROM verdicts WHERE eval_id = ?", (eval_id,)):
             verdicts.setdefault((v["prompt_set"], v["prompt_id"]), {})[v["judge"]] = {
-                "refused": bool(v["refused"]), "score": v["score"],
+                "refused": bool(v["refused"]),
+                "score": v["score"],
             }
         for row in rows:
             row["verdicts"] = verdicts.get((row["prompt_set"], row["prompt_id"]), {})
@@ -319,7 +355,14 @@ class Store:
     # -- arms, milestones, break costs ------------------------------------------------------------------------
 
     def add_arm(
-        self, run_id: str, arm: str, *, attack: dict, defense: dict | None, parent_model_id: str | None, data: dict | None
+        self,
+        run_id: str,
+        arm: str,
+        *,
+        attack: dict,
+        defense: dict | None,
+        parent_model_id: str | None,
+        data: dict | None,
     ) -> None:
         with self.transaction() as conn:
             conn.execute(
@@ -353,15 +396,26 @@ class Store:
         :meth:`save_evaluation` (with eval_id), or just ``{"eval_id"}`` to point at a stored evaluation.
         """
         with self.transaction() as conn:
-            if set(model) != {"model_id"}:  # only an id: the model is already recorded (e.g. step 0 = the parent)
+            if set(model) != {
+                "model_id"
+            }:  # only an id: the model is already recorded (e.g. step 0 = the parent)
                 self.add_model(conn=conn, **model)
             if set(evaluation) != {"eval_id"}:  # only an id: reuse a stored evaluation
                 self.save_evaluation(conn=conn, **evaluation)
             conn.execute(
                 "INSERT OR REPLACE INTO milestones VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    run_id, arm, seed, step, int(budget["examples"]), int(budget["tokens"]), float(budget["flops"]),
-                    float(budget["seconds"]), train_loss, model["model_id"], evaluation["eval_id"],
+                    run_id,
+                    arm,
+                    seed,
+                    step,
+                    int(budget["examples"]),
+                    int(budget["tokens"]),
+                    float(budget["flops"]),
+                    float(budget["seconds"]),
+                    train_loss,
+                    model["model_id"],
+                    evaluation["eval_id"],
                 ),
             )
 
@@ -389,9 +443,18 @@ class Store:
             conn.execute(
                 "INSERT OR REPLACE INTO break_costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    run_id, arm, seed, cost["threshold"], cost["capability_bound"], int(bool(cost["broken"])),
-                    cost.get("steps"), cost.get("examples"), cost.get("tokens"), cost.get("flops"),
-                    cost.get("seconds"), _dumps(cost.get("detail")),
+                    run_id,
+                    arm,
+                    seed,
+                    cost["threshold"],
+                    cost["capability_bound"],
+                    int(bool(cost["broken"])),
+                    cost.get("steps"),
+                    cost.get("examples"),
+                    cost.get("tokens"),
+                    cost.get("flops"),
+                    cost.get("seconds"),
+                    _dumps(cost.get("detail")),
                 ),
             )
 

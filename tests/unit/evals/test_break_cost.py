@@ -35,11 +35,19 @@ def test_never_broken_is_a_lower_bound_at_the_largest_budget():
 def test_compliance_without_capability_does_not_count():
     # step 4 crosses the threshold but NLL 2.5 > 2.0 * 1.1; step 8 is retained -> no interpolation, cost = step 8
     cost = break_cost(
-        traj([0.0, 0.1, 0.2, 0.8, 0.9], nll=[2.0, 2.0, 2.0, 2.5, 2.1]), threshold=0.5, parent_nll=2.0, tolerance=0.1
+        traj([0.0, 0.1, 0.2, 0.8, 0.9], nll=[2.0, 2.0, 2.0, 2.5, 2.1]),
+        threshold=0.5,
+        parent_nll=2.0,
+        tolerance=0.1,
     )
     assert cost["broken"] is True and cost["steps"] == 8
     assert "not interpolated" in cost["detail"]["how"]
-    lost = break_cost(traj([0.0, 0.1, 0.2, 0.8, 0.9], nll=[2.0, 2.0, 2.0, 2.5, 3.0]), threshold=0.5, parent_nll=2.0, tolerance=0.1)
+    lost = break_cost(
+        traj([0.0, 0.1, 0.2, 0.8, 0.9], nll=[2.0, 2.0, 2.0, 2.5, 3.0]),
+        threshold=0.5,
+        parent_nll=2.0,
+        tolerance=0.1,
+    )
     assert lost["broken"] is False and "capability was lost" in lost["detail"]["how"]
 
 
@@ -50,8 +58,16 @@ def test_already_broken_at_step_zero_costs_nothing():
 
 def test_aggregate_is_median_with_spread_and_unbroken_as_infinite():
     def c(steps, broken=True):
-        return {"threshold": 0.5, "capability_bound": 0.1, "broken": broken, "steps": steps, "examples": 8 * steps,
-                "tokens": 800 * steps, "flops": 8e11 * steps, "seconds": 2.0 * steps}
+        return {
+            "threshold": 0.5,
+            "capability_bound": 0.1,
+            "broken": broken,
+            "steps": steps,
+            "examples": 8 * steps,
+            "tokens": 800 * steps,
+            "flops": 8e11 * steps,
+            "seconds": 2.0 * steps,
+        }
 
     agg = aggregate_seeds([c(2), c(4), c(3)])
     assert agg["broken"] and agg["steps"] == 3 and agg["detail"]["spread"]["steps"] == {"min": 2, "max": 4}

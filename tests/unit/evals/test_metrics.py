@@ -14,7 +14,9 @@ def test_wilson_interval_hand_computed():
 
 
 def test_wilson_interval_edges_stay_in_unit_interval():
-    assert wilson_interval(0, 20).ci_low == 0.0 and wilson_interval(0, 20).ci_high == pytest.approx(0.1611, abs=1e-4)
+    assert wilson_interval(0, 20).ci_low == 0.0 and wilson_interval(0, 20).ci_high == pytest.approx(
+        0.1611, abs=1e-4
+    )
     assert wilson_interval(20, 20).ci_high == 1.0
     with pytest.raises(ValueError):
         wilson_interval(3, 2)
@@ -31,8 +33,14 @@ def test_cohen_kappa_hand_computed():
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("", True), ("   ", True), ("!!!! ### $$$ %%%", True), ("the the the the the the the the the the", True),
-     ("Paris is the capital of France and its largest city.", False), ("I'm sorry, I can't help with that.", False)],
+    [
+        ("", True),
+        ("   ", True),
+        ("!!!! ### $$$ %%%", True),
+        ("the the the the the the the the the the", True),
+        ("Paris is the capital of France and its largest city.", False),
+        ("I'm sorry, I can't help with that.", False),
+    ],
 )
 def test_degenerate_output_detection(text, expected):
     assert is_degenerate(text) is expected

@@ -11,10 +11,18 @@ from tamperlab.store import Store
 
 def _eval(store, eval_id="e1", **kw):
     store.save_evaluation(
-        eval_id, run_id="r1", model_id="m1", spec={"x": 1},
-        generations=[{"prompt_set": "harmful", "prompt_id": "p1", "category": "c", "prompt": "q", "completion": "a"}],
-        verdicts=[{"prompt_set": "harmful", "prompt_id": "p1", "judge": "keyword", "refused": False, "score": 0.1}],
-        metrics=[{"name": "harmful_compliance_rate", "value": 1.0, "ci_low": 0.2, "ci_high": 1.0, "n": 1}], **kw,
+        eval_id,
+        run_id="r1",
+        model_id="m1",
+        spec={"x": 1},
+        generations=[
+            {"prompt_set": "harmful", "prompt_id": "p1", "category": "c", "prompt": "q", "completion": "a"}
+        ],
+        verdicts=[
+            {"prompt_set": "harmful", "prompt_id": "p1", "judge": "keyword", "refused": False, "score": 0.1}
+        ],
+        metrics=[{"name": "harmful_compliance_rate", "value": 1.0, "ci_low": 0.2, "ci_high": 1.0, "n": 1}],
+        **kw,
     )
 
 
@@ -30,9 +38,14 @@ def test_evaluation_round_trip_and_rewrite_replaces_rows(tmp_path):
 
 def test_failed_write_leaves_nothing_marked_complete(tmp_path):
     store = Store(tmp_path / "s.sqlite")
-    bad_metrics = [{"name": "m", "value": 1.0}, {"name": "m", "value": 2.0}]  # duplicate key -> IntegrityError
+    bad_metrics = [
+        {"name": "m", "value": 1.0},
+        {"name": "m", "value": 2.0},
+    ]  # duplicate key -> IntegrityError
     with pytest.raises(sqlite3.IntegrityError):
-        store.save_evaluation("e2", run_id="r", model_id="m", spec={}, generations=[], verdicts=[], metrics=bad_metrics)
+        store.save_evaluation(
+            "e2", run_id="r", model_id="m", spec={}, generations=[], verdicts=[], metrics=bad_metrics
+        )
     assert store.evaluation_status("e2") is None
     assert store.conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0] == 0
 
@@ -41,11 +54,26 @@ def test_milestone_is_written_with_its_model_and_evaluation(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     store.add_model("base", "base")
     store.add_model("safe", "safeguarded", parent_id="base", run_id="r1")
-    ev = dict(eval_id="r1/a/0/4", run_id="r1", model_id="m4", spec={}, generations=[], verdicts=[],
-              metrics=[{"name": "harmful_compliance_rate", "value": 0.4, "ci_low": 0.2, "ci_high": 0.6, "n": 20}])
+    ev = dict(
+        eval_id="r1/a/0/4",
+        run_id="r1",
+        model_id="m4",
+        spec={},
+        generations=[],
+        verdicts=[],
+        metrics=[{"name": "harmful_compliance_rate", "value": 0.4, "ci_low": 0.2, "ci_high": 0.6, "n": 20}],
+    )
     budget = {"steps": 4, "examples": 32, "tokens": 3000, "flops": 1e12, "seconds": 9.0}
-    store.save_milestone("r1", "a", 0, 4, budget, train_loss=1.5,
-                         model={"model_id": "m4", "label": "a@4", "parent_id": "safe", "run_id": "r1"}, evaluation=ev)
+    store.save_milestone(
+        "r1",
+        "a",
+        0,
+        4,
+        budget,
+        train_loss=1.5,
+        model={"model_id": "m4", "label": "a@4", "parent_id": "safe", "run_id": "r1"},
+        evaluation=ev,
+    )
     assert store.completed_steps("r1", "a", 0) == {4}
     row = store.milestones("r1")[0]
     assert row["harmful_compliance_rate"] == 0.4 and row["harmful_compliance_rate_n"] == 20
@@ -82,4 +110,9 @@ def test_store_never_imports_torch():
     import subprocess
 
     code = "import sys, tamperlab.store; print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "False"
+    )

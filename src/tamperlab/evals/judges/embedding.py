@@ -32,11 +32,11 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from tamperlab.progress import silence_library_bars
 from tamperlab.config import Spec
 from tamperlab.errors import JudgeError
 from tamperlab.evals.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from tamperlab.evals.judges.keyword import GCG_PHRASES, REFUSAL_DIRECTION_PHRASES, normalize_text
+from tamperlab.progress import silence_library_bars
 
 logger = logging.getLogger(__name__)
 
