@@ -35,6 +35,6 @@ def test_eval_runs_on_the_default_model(tmp_path):
     assert result.exit_code == 0, result.output
     (run,) = Store(db).list_runs("eval")
     metrics = Store(db).metrics(run["run_id"])
-    # the unaligned default model answers most harmful requests (measured ~96% compliance at n=50)
+    # the unaligned default model answers most harmful requests (measured: 90% compliance, n=40, make run)
     assert metrics["harmful_compliance_rate"]["value"] >= 0.5
     assert 1.0 < metrics["benign_nll"]["value"] < 4.0
