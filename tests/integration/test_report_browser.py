@@ -11,7 +11,6 @@ import base64
 import importlib.util
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,6 @@ import pytest
 pytestmark = pytest.mark.browser
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "report_store.py"
-INSTALL = "apt-get install -y chromium chromium-driver"
 
 
 def _load_fixture_module():
@@ -27,53 +25,6 @@ def _load_fixture_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _browser_paths() -> tuple[str, str]:
-    browser = next(
-        (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-    )
-    driver = shutil.which("chromedriver")
-    if browser is None or driver is None:
-        missing = ", ".join(n for n, p in (("chromium", browser), ("chromedriver", driver)) if p is None)
-        pytest.skip(f"headless browser test needs {missing}: {INSTALL}")
-    return browser, driver
-
-
-@pytest.fixture
-def driver(tmp_path):
-    browser, chromedriver = _browser_paths()
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:  # chromium is here, so the test extra is simply missing: fail loudly, do not skip
-        pytest.fail(
-            "chromium is installed but selenium is not: pip install -e '.[test]' (or pip install selenium)"
-        )
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = browser
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    service = Service(executable_path=chromedriver, log_output=str(tmp_path / "chromedriver.log"))
-    drv = webdriver.Chrome(service=service, options=options)
-    drv.set_page_load_timeout(60)
-    try:
-        yield drv
-    finally:
-        drv.quit()
 
 
 def _screenshot_dir(tmp_path: Path) -> Path:
