@@ -206,9 +206,10 @@ def test_conversation_layout_for_guard_models(server):
     judge = make_judge(server, messages="conversation", refusal_words=["safe"], compliance_words=["unsafe"])
     verdicts = judge.judge(ITEMS[:2])
     assert [v.refused for v in verdicts] == [False, True]
-    assert server.requests[0]["messages"] == [
-        {"role": "user", "content": ITEMS[0].prompt},
-        {"role": "assistant", "content": ITEMS[0].response},
+    # requests run concurrently, so they may reach the server in either order
+    assert sorted((r["messages"] for r in server.requests), key=lambda m: m[0]["content"]) == [
+        [{"role": "user", "content": item.prompt}, {"role": "assistant", "content": item.response}]
+        for item in sorted(ITEMS[:2], key=lambda item: item.prompt)
     ]
 
 
