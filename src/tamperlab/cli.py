@@ -155,12 +155,29 @@ def eval_command(
     out.print(f"store: {db.path}  ·  generations and verdicts: tamperlab show {outcome.run_id}")
 
 
-def _run_and_summarize(spec, store: Path | None, report_out: Path | None = None) -> None:
+def _parse_shard(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    k, sep, n = value.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise typer.BadParameter(f"--shard {value!r}: expected K/N with 0 <= K < N, e.g. 0/4")
+    return int(k), int(n)
+
+
+def _run_and_summarize(
+    spec, store: Path | None, report_out: Path | None = None, shard: tuple[int, int] | None = None
+) -> None:
     from tamperlab.pipeline import Pipeline
 
     db = open_store(store)
-    pipeline = Pipeline(spec, db)
+    pipeline = Pipeline(spec, db, shard)
     outcome = pipeline.execute()
+    if shard is not None:
+        out.print(
+            f"run {outcome.run_id}: shard {shard[0]}/{shard[1]} done in {outcome.seconds / 60:.1f} min; when every"
+            " shard is done, run the same command without --shard for break costs, summary and report"
+        )
+        return
     note = " (already complete in the store)" if outcome.reused else f" in {outcome.seconds / 60:.1f} min"
     out.print(f"run {outcome.run_id}: {outcome.status}{note}")
     from tamperlab.report import default_report_path, render_terminal_summary, write_report
@@ -177,6 +194,14 @@ def run_command(
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model to safeguard and attack.")] = None,
     store: StoreOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="Where to write the HTML report.")] = None,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            help="K/N: run only every N-th attack trajectory from K, so N processes can share one store"
+            " (e.g. one GPU); then run again without --shard to finish.",
+        ),
+    ] = None,
 ) -> None:
     """Safeguard a model, attack it along budget milestones, measure break cost (default: embedded model)."""
     from tamperlab.config import RunSpec, load_spec
@@ -184,7 +209,7 @@ def run_command(
     spec_path, overrides = split_spec_args(args)
     if model:
         overrides.append(f"model.name={model}")
-    _run_and_summarize(load_spec(RunSpec, spec_path, overrides), store, report)
+    _run_and_summarize(load_spec(RunSpec, spec_path, overrides), store, report, _parse_shard(shard))
 
 
 @app.command("attack")

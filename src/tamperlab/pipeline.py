@@ -7,20 +7,28 @@ milestones are evaluated), so nothing is duplicated and nothing measured is lost
 
 Arms: every variant (the safeguarded model, "undefended", and each defense applied to it) × every attack.
 
+A run can be split across processes that share one store (e.g. several on one GPU): ``shard=(k, n)`` prepares
+the variants (under a file lock, so only one process trains each defense) and then runs every n-th
+(arm, seed) trajectory starting at k; it leaves break costs and summaries to a final run without a shard,
+which finds every milestone already stored.
+
 An attack that changes how the model is *prompted* rather than its weights (prefill, templates) sets
 ``eval_overrides`` (``system`` / ``prefill``), which the pipeline passes to the evaluation at its milestones.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from tamperlab import provenance
+from tamperlab import paths, provenance
 from tamperlab.attacks import AttackContext, build_attack
 from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.defenses import build_defense
@@ -72,8 +80,11 @@ def run_id_for(spec: RunSpec) -> str:
 class Pipeline:
     """Executes one RunSpec against one store."""
 
-    def __init__(self, spec: RunSpec, store: Store) -> None:
+    def __init__(self, spec: RunSpec, store: Store, shard: tuple[int, int] | None = None) -> None:
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            raise ValueError(f"shard {shard[0]}/{shard[1]}: need 0 <= K < N")
         self.spec = spec
+        self.shard = shard
         self.store = store
         # Judge names and data files fail fast, before the model is resolved (which may convert a GGUF).
         self.judges = build_judges(spec.eval)
@@ -272,6 +283,49 @@ class Pipeline:
 
     # -- the whole run ----------------------------------------------------------------------------------------
 
+    @contextmanager
+    def _variants_lock(self) -> Iterator[None]:
+        """Only one process at a time prepares the variants (trains defenses, evaluates parents)."""
+        lock_dir = paths.home() / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{self.run_id}.variants.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _prepare(self) -> tuple[list[Variant], list[tuple[str, Variant, Any, ComponentRef]]]:
+        with self._variants_lock():
+            variants = self.variants()
+        arms = self.arms(variants)
+        for arm, variant, attack, ref in arms:
+            self.store.add_arm(
+                self.run_id,
+                arm,
+                attack={"name": ref.name, "args": _validated_args(ref, "attack")},
+                defense=variant.defense,
+                parent_model_id=variant.model_id,
+                data=attack.describe_data(self.ctx),
+            )
+        return variants, arms
+
+    def _summarize(self, variants: list[Variant]) -> None:
+        if self.spec.defenses:
+            from tamperlab.evals.immunization import immunization_summary
+
+            self.store.put_summary(self.run_id, "immunization", immunization_summary(self.store, self.run_id))
+        self.store.put_summary(
+            self.run_id,
+            "headline",
+            {
+                "threshold": self.spec.break_cost.threshold,
+                "capability_tolerance": self.spec.break_cost.capability_tolerance,
+                "judge": self.spec.eval.judges[0].name,
+                "variants": [v.__dict__ for v in variants],
+            },
+        )
+
     def execute(self) -> RunOutcome:
         start = time.perf_counter()
         previous = self.store.get_run(self.run_id)
@@ -284,38 +338,18 @@ class Pipeline:
         )
         self.store.start_run(self.run_id, "run", self.spec.model_dump(mode="json"), prov)
         try:
-            variants = self.variants()
-            arms = self.arms(variants)
-            for arm, variant, attack, ref in arms:
-                self.store.add_arm(
-                    self.run_id,
-                    arm,
-                    attack={"name": ref.name, "args": _validated_args(ref, "attack")},
-                    defense=variant.defense,
-                    parent_model_id=variant.model_id,
-                    data=attack.describe_data(self.ctx),
-                )
-            for arm, variant, attack, _ in arms:
-                for seed in self.spec.seeds:
+            variants, arms = self._prepare()
+            pairs = [(arm, seed) for arm, *_ in arms for seed in self.spec.seeds]
+            by_arm = {arm: (variant, attack) for arm, variant, attack, _ in arms}
+            for i, (arm, seed) in enumerate(pairs):
+                if self.shard is None or i % self.shard[1] == self.shard[0]:
                     log.info("attacking: %s, seed %d", arm, seed)
-                    self.trajectory(arm, variant, attack, seed)
+                    self.trajectory(arm, *by_arm[arm], seed)
+            if self.shard is not None:  # the final run without a shard measures and summarizes
+                return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
+            for arm, variant, *_ in arms:
                 self.break_costs(arm, variant)
-            if self.spec.defenses:
-                from tamperlab.evals.immunization import immunization_summary
-
-                self.store.put_summary(
-                    self.run_id, "immunization", immunization_summary(self.store, self.run_id)
-                )
-            self.store.put_summary(
-                self.run_id,
-                "headline",
-                {
-                    "threshold": self.spec.break_cost.threshold,
-                    "capability_tolerance": self.spec.break_cost.capability_tolerance,
-                    "judge": self.spec.eval.judges[0].name,
-                    "variants": [v.__dict__ for v in variants],
-                },
-            )
+            self._summarize(variants)
         except DivergedError as exc:
             self.store.finish_run(
                 self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start
@@ -348,6 +382,6 @@ def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name.rsplit("/", 1)[-1])[:60]
 
 
-def run(spec: RunSpec, store: Store) -> RunOutcome:
+def run(spec: RunSpec, store: Store, shard: tuple[int, int] | None = None) -> RunOutcome:
     """Execute a run spec (skipping whatever the store already holds)."""
-    return Pipeline(spec, store).execute()
+    return Pipeline(spec, store, shard).execute()

@@ -114,6 +114,42 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tiny_model_dir, tmp_path,
     assert counted["n"] == 2  # only lora@1 and lora@2 were evaluated again
 
 
+def test_shards_split_the_trajectories_and_the_final_run_only_summarizes(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    spec = tiny_spec(tiny_model_dir, seeds=[0, 1])
+    clean = Store(tmp_path / "clean.sqlite")
+    expected = milestone_table(clean, Pipeline(spec, clean).execute().run_id)
+
+    store = Store(tmp_path / "sharded.sqlite")
+    first = Pipeline(spec, store, shard=(0, 2)).execute()
+    assert first.status == "shard done" and store.get_run(first.run_id)["status"] == "running"
+    assert not store.break_costs(first.run_id)
+    done = {(r["arm"], r["seed"]) for r in store.milestones(first.run_id) if r["step"] > 0}
+    assert len(done) == 2  # every other one of the 4 (arm, seed) trajectories
+    Pipeline(spec, store, shard=(1, 2)).execute()
+
+    real_evaluate = pipeline_module.evaluate
+    counted = {"n": 0}
+
+    def counting_evaluate(*args, **kwargs):
+        counted["n"] += 1
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", counting_evaluate)
+    assert Pipeline(spec, store).execute().status == "complete"
+    assert counted["n"] == 0  # the shards measured everything
+    table = milestone_table(store, first.run_id)
+    assert [r[:6] for r in table] == [r[:6] for r in expected]
+    assert [v for r in table for v in r[6:]] == pytest.approx([v for r in expected for v in r[6:]], abs=1e-5)
+    assert store.break_costs(first.run_id)
+
+
+def test_a_bad_shard_is_refused(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="shard 2/2"):
+        Pipeline(tiny_spec(tiny_model_dir), Store(tmp_path / "s.sqlite"), shard=(2, 2))
+
+
 def test_diverging_attack_is_recorded_and_stops(tiny_model_dir, tmp_path):
     spec = tiny_spec(
         tiny_model_dir,

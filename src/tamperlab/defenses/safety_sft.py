@@ -74,6 +74,9 @@ class SafetySftArgs(TrainSpec):
         description="Safe-looking prompts answered with self-distillation (null to leave out).",
     )
     harmful_fraction: float = Field(default=0.4, gt=0, lt=1, description="Share of refusals in the mix.")
+    overrefusal_weight: int = Field(
+        default=1, ge=1, description="Times each safe-looking prompt's answer appears among the helpful examples."
+    )
     answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
 
 
@@ -90,6 +93,9 @@ class SafetySft:
         harmful = [p.text for p in load_prompt_set(self.args.harmful).prompts]
         benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
         benign = [p.text for ref in benign_refs for p in load_prompt_set(ref).prompts]
+        safe_looking = (
+            {p.text for p in load_prompt_set(self.args.overrefusal).prompts} if self.args.overrefusal else set()
+        )
         answers = cached_generate(
             loaded,
             benign,
@@ -101,19 +107,21 @@ class SafetySft:
         verdicts = build_judge("keyword").judge(
             [JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)]
         )
+        kept = [(p, a) for p, a, v in zip(benign, answers, verdicts, strict=True) if a and not v.refused]
         helpful = [
             ChatExample.from_pair(p, a)
-            for p, a, v in zip(benign, answers, verdicts, strict=True)
-            if a and not v.refused
+            for p, a in kept
+            for _ in range(self.args.overrefusal_weight if p in safe_looking else 1)
         ]
         refusals = [ChatExample.from_pair(p, refusal_for(p)) for p in harmful]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
         data = {
             "refusal_examples": len(refusals),
             "helpful_examples": len(helpful),
-            "dropped_self_refusals": len(benign) - len(helpful),
+            "dropped_self_refusals": len(benign) - len(kept),
             "mixed_examples": len(mix),
             "harmful_fraction": self.args.harmful_fraction,
+            "overrefusal_weight": self.args.overrefusal_weight,
             "sources": [self.args.harmful.source] + [r.source for r in benign_refs],
         }
         return mix, data

@@ -1,0 +1,51 @@
+"""safety-sft's data mix: refusals for harmful requests, the model's own answers for the rest."""
+
+import pytest
+
+from tamperlab.defenses import build_defense
+from tamperlab.defenses.safety_sft import REFUSALS, _mix, refusal_for
+
+
+def data_args(weight: int = 1) -> dict:
+    return {
+        "harmful": {"source": "builtin:harmful", "split": "train", "limit": 4},
+        "harmless": {"source": "builtin:harmless", "split": "train", "limit": 3},
+        "overrefusal": {"source": "builtin:overrefusal", "split": "train", "limit": 2},
+        "overrefusal_weight": weight,
+        "harmful_fraction": 0.5,
+    }
+
+
+@pytest.fixture
+def canned_answers(monkeypatch):
+    """The model's 'own' answers: the first harmless prompt is refused, the rest answered."""
+
+    def fake_generate(loaded, prompts, **kwargs):
+        return ["I'm sorry, I can't help with that."] + [f"Answer {i}. Extra words" for i in range(1, len(prompts))]
+
+    monkeypatch.setattr("tamperlab.evals.generation.cached_generate", fake_generate)
+
+
+def texts(examples, role):
+    return [m["content"] for e in examples for m in e.messages if m["role"] == role]
+
+
+@pytest.mark.parametrize("weight", [1, 3])
+def test_self_refusals_are_dropped_and_safe_looking_prompts_are_weighted(canned_answers, tiny_model, weight):
+    mix, data = build_defense("safety-sft", data_args(weight)).build_examples(tiny_model)
+    assert data["refusal_examples"] == 4
+    assert data["dropped_self_refusals"] == 1  # the refused harmless prompt never becomes a target
+    assert data["helpful_examples"] == 2 + 2 * weight  # 2 kept harmless + each safe-looking one `weight` times
+    answers = texts(mix, "assistant")
+    assert "I'm sorry, I can't help with that." not in answers
+    assert all(a.startswith("Answer") or a in REFUSALS for a in answers)
+    assert "Extra words" not in " ".join(answers)  # cut back to the last full sentence
+    refusals = sum(a in REFUSALS for a in answers)
+    assert refusals / len(answers) == pytest.approx(0.5, abs=0.1)
+
+
+def test_mix_oversamples_the_smaller_side_to_the_fraction():
+    assert len(_mix(["r"] * 2, ["h"] * 6, 0.5)) == 12
+    mix = _mix(["r"] * 10, ["h"] * 5, 0.25)
+    assert mix.count("r") == 10 and mix.count("h") == 30
+    assert refusal_for("x") == refusal_for("x") in REFUSALS
