@@ -170,8 +170,7 @@ def _run_and_summarize(
     from tamperlab.pipeline import Pipeline
 
     db = open_store(store)
-    pipeline = Pipeline(spec, db, shard)
-    outcome = pipeline.execute()
+    outcome = Pipeline(spec, db, shard).execute()
     if shard is not None:
         out.print(
             f"run {outcome.run_id}: shard {shard[0]}/{shard[1]} done in {outcome.seconds / 60:.1f} min; when every"
@@ -210,6 +209,29 @@ def run_command(
     if model:
         overrides.append(f"model.name={model}")
     _run_and_summarize(load_spec(RunSpec, spec_path, overrides), store, report, _parse_shard(shard))
+
+
+@app.command("summarize")
+@cli_errors
+def summarize_command(
+    run_id: Annotated[str, typer.Argument(help="Run id or unique prefix.")],
+    store: StoreOpt = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Where to write the HTML report.")] = None,
+) -> None:
+    """Break costs, summary and report of a stored run from what the store holds, training nothing (a run cut
+    short); arms not measured at every seed and milestone are left out and listed."""
+    from tamperlab.pipeline import summarize_stored
+    from tamperlab.report import default_report_path, render_terminal_summary, write_report
+
+    db = open_store(store)
+    record = db.find_run(run_id)
+    incomplete = summarize_stored(db, record["run_id"])
+    out.print(f"run {record['run_id']} (status {record['status']}): summarized from the store")
+    if incomplete:
+        err.print(f"left out, not measured at every seed and milestone ({len(incomplete)}): {', '.join(incomplete)}")
+    render_terminal_summary(db, record["run_id"], out)
+    path = write_report(db, record["run_id"], report or default_report_path(db, record["run_id"]))
+    out.print(f"report: {path}")
 
 
 @app.command("attack")

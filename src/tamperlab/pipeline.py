@@ -255,31 +255,8 @@ class Pipeline:
 
     # -- break cost -------------------------------------------------------------------------------------------
 
-    def break_costs(self, arm: str, variant: Variant) -> None:
-        parent_nll = (self.store.metrics(variant.eval_id).get("benign_nll") or {}).get("value")
-        rows = self.store.milestones(self.run_id, arm)
-        per_seed = []
-        bc = self.spec.break_cost
-        for seed in self.spec.seeds:
-            points = [
-                Point(
-                    r["step"],
-                    r["examples"],
-                    r["tokens"],
-                    r["flops"],
-                    r["seconds"],
-                    r["harmful_compliance_rate"],
-                    r.get("benign_nll"),
-                )
-                for r in rows
-                if r["seed"] == seed
-            ]
-            cost = break_cost(
-                points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
-            )
-            self.store.save_break_cost(self.run_id, arm, seed, cost)
-            per_seed.append(cost)
-        self.store.save_break_cost(self.run_id, arm, -1, aggregate_seeds(per_seed))
+    def break_costs(self, arm: str, variant: Variant, undefended: Variant) -> None:
+        save_break_costs(self.store, self.run_id, self.spec, arm, [variant.eval_id, undefended.eval_id])
 
     # -- the whole run ----------------------------------------------------------------------------------------
 
@@ -310,22 +287,6 @@ class Pipeline:
             )
         return variants, arms
 
-    def _summarize(self, variants: list[Variant]) -> None:
-        if self.spec.defenses:
-            from tamperlab.evals.immunization import immunization_summary
-
-            self.store.put_summary(self.run_id, "immunization", immunization_summary(self.store, self.run_id))
-        self.store.put_summary(
-            self.run_id,
-            "headline",
-            {
-                "threshold": self.spec.break_cost.threshold,
-                "capability_tolerance": self.spec.break_cost.capability_tolerance,
-                "judge": self.spec.eval.judges[0].name,
-                "variants": [v.__dict__ for v in variants],
-            },
-        )
-
     def execute(self) -> RunOutcome:
         start = time.perf_counter()
         previous = self.store.get_run(self.run_id)
@@ -348,8 +309,8 @@ class Pipeline:
             if self.shard is not None:  # the final run without a shard measures and summarizes
                 return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
             for arm, variant, *_ in arms:
-                self.break_costs(arm, variant)
-            self._summarize(variants)
+                self.break_costs(arm, variant, variants[0])
+            save_summaries(self.store, self.run_id, self.spec, variants)
         except DivergedError as exc:
             self.store.finish_run(
                 self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start
@@ -367,6 +328,101 @@ class Pipeline:
         wall = time.perf_counter() - start + ((previous or {}).get("wall_seconds") or 0.0)
         self.store.finish_run(self.run_id, "complete", wall_seconds=wall)
         return RunOutcome(self.run_id, False, "complete", wall)
+
+
+def save_break_costs(
+    store: Store, run_id: str, spec: RunSpec, arm: str, reference_eval_ids: list[str]
+) -> None:
+    """Break cost of one arm per seed and over seeds (seed -1), from its stored milestones.
+
+    Capability counts as retained while benign NLL stays within the tolerance of the *highest* NLL among the
+    reference evaluations: the arm's parent and, for a defended model, the undefended (safeguarded) model.
+    So a defense that lowered benign NLL is not credited with "resistance" that only comes from a stricter
+    bound: the attacker need not end up more capable than the model released without the defense.
+    """
+    nlls = [(store.metrics(e).get("benign_nll") or {}).get("value") for e in reference_eval_ids]
+    parent_nll = max((v for v in nlls if v is not None), default=None)
+    rows = store.milestones(run_id, arm)
+    per_seed = []
+    bc = spec.break_cost
+    for seed in spec.seeds:
+        points = [
+            Point(
+                r["step"],
+                r["examples"],
+                r["tokens"],
+                r["flops"],
+                r["seconds"],
+                r["harmful_compliance_rate"],
+                r.get("benign_nll"),
+            )
+            for r in rows
+            if r["seed"] == seed
+        ]
+        cost = break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+        store.save_break_cost(run_id, arm, seed, cost)
+        per_seed.append(cost)
+    store.save_break_cost(run_id, arm, -1, aggregate_seeds(per_seed))
+
+
+def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Variant]) -> None:
+    """The run's headline summary, and its immunization summary when it has defenses."""
+    if spec.defenses:
+        from tamperlab.evals.immunization import immunization_summary
+
+        store.put_summary(run_id, "immunization", immunization_summary(store, run_id))
+    store.put_summary(
+        run_id,
+        "headline",
+        {
+            "threshold": spec.break_cost.threshold,
+            "capability_tolerance": spec.break_cost.capability_tolerance,
+            "judge": spec.eval.judges[0].name,
+            "variants": [v.__dict__ for v in variants],
+        },
+    )
+
+
+def summarize_stored(store: Store, run_id: str) -> list[str]:
+    """Break costs and summaries of a stored run from what the store holds, training nothing (a run cut short).
+
+    Uses the run's own stored spec. Arms whose every seed reached every milestone get break costs; the others
+    are returned, left out, and read "missing" in the immunization summary. The run's status is not changed.
+    """
+    from tamperlab.config import validate
+
+    record = store.get_run(run_id)
+    if record is None:
+        raise ValueError(f"run {run_id} is not in the store")
+    spec = validate(RunSpec, record["spec"], f"run {run_id}")
+    wanted = {(seed, step) for seed in spec.seeds for step in spec.milestones}
+    variants: dict[str, Variant] = {}
+    incomplete = []
+    arms = store.arms(run_id)
+    undefended = next((a for a in arms if not a.get("defense")), None)
+    for arm in arms:
+        label = arm["arm"].split("/", 1)[0]
+        if label not in variants:
+            source = (store.get_model(arm["parent_model_id"]) or {}).get("source") or ""
+            variants[label] = Variant(
+                label,
+                source.removeprefix("cache:"),
+                arm["parent_model_id"],
+                f"{run_id}/{arm['parent_model_id']}",
+                arm["defense"],
+            )
+        done = {(r["seed"], r["step"]) for r in store.milestones(run_id, arm["arm"])}
+        if wanted <= done:
+            references = [variants[label].eval_id]
+            if undefended is not None:
+                references.append(f"{run_id}/{undefended['parent_model_id']}")
+            save_break_costs(store, run_id, spec, arm["arm"], references)
+        else:
+            incomplete.append(arm["arm"])
+    if not variants:
+        raise ValueError(f"run {run_id} has no attack arms in the store: nothing to summarize")
+    save_summaries(store, run_id, spec, list(variants.values()))
+    return incomplete
 
 
 def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:

@@ -60,8 +60,8 @@ def trim_to_sentence(text: str) -> str:
 class SafetySftArgs(TrainSpec):
     """Refusal fine-tuning: a TrainSpec plus its data mix."""
 
-    learning_rate: float = Field(default=3e-5, gt=0, description="Peak learning rate.")
-    max_steps: int = Field(default=40, ge=1, description="Optimizer steps.")
+    learning_rate: float = Field(default=4e-5, gt=0, description="Peak learning rate.")
+    max_steps: int = Field(default=60, ge=1, description="Optimizer steps.")
     harmful: DataRef = Field(
         default=DataRef(source="builtin:harmful", split="train"), description="Refused requests."
     )
@@ -73,9 +73,9 @@ class SafetySftArgs(TrainSpec):
         default=DataRef(source="builtin:overrefusal", split="train"),
         description="Safe-looking prompts answered with self-distillation (null to leave out).",
     )
-    harmful_fraction: float = Field(default=0.4, gt=0, lt=1, description="Share of refusals in the mix.")
+    harmful_fraction: float = Field(default=0.45, gt=0, lt=1, description="Share of refusals in the mix.")
     overrefusal_weight: int = Field(
-        default=1, ge=1, description="Times each safe-looking prompt's answer appears among the helpful examples."
+        default=4, ge=1, description="Times each safe-looking prompt's answer appears among the helpful examples."
     )
     answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
 

@@ -62,7 +62,7 @@ def immunization_summary(store: Any, run_id: str) -> dict[str, Any]:
              "stability": {metric: {"defended", "undefended", "ratio", "difference"}},
              "incoherent": bool, "incoherent_reasons": [str],
              "attacks": [ROW, ...],
-             "worst_case": [{"family", "arms", "flops": UNIT, "examples": UNIT, "text"}],
+             "worst_case": [{"family", "arms", "flops": UNIT, "examples": UNIT, "text", "missing_arms"}],
              "generalization": {"in_distribution": WORST, "held_out": WORST, "held_out_arms": [...]},
              "trainability": [TRAINABILITY, ...]}]}
 
@@ -276,6 +276,11 @@ def _worst_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entry[unit] = _worst(members, unit)
         first = entry[UNITS[0]]
         entry["text"] = first["text"] if first else _uncounted_text(members)
+        # A worst case over some of the attacker's settings only is no worst case: say how many were measured.
+        missing = [r["arm"] for r in members if r["resistance"]["status"] == "missing"]
+        entry["missing_arms"] = missing
+        if missing:
+            entry["text"] += f" (incomplete: {len(members) - len(missing)} of {len(members)} settings measured)"
         out.append(entry)
     return out
 

@@ -287,3 +287,42 @@ def test_a_run_without_defended_arms_has_no_defenses(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     store.start_run(RUN, "run", {}, {})
     assert immunization_summary(store, RUN)["defenses"] == []
+
+
+def test_summarize_stored_uses_complete_arms_and_a_common_capability_bound(tmp_path):
+    """A run cut short: complete arms get break costs, incomplete ones are listed and read "missing"; a defense
+    that lowered benign NLL is judged against the undefended model's NLL (the higher), not its own."""
+    from tamperlab.pipeline import summarize_stored
+
+    store = Store(tmp_path / "store.sqlite")
+    spec = {"milestones": [0, 16], "seeds": [0, 1], "defenses": [{"name": "repnoise"}]}
+    store.start_run(RUN, "run", spec, {})
+    last = {label: (0.8, 2.1, 0.5) for label in ATTACKS}
+    no_costs = dict.fromkeys(ATTACKS, cost(False, 0.0, 0.0))
+    add_variant(store, "undefended", "m-safe", metrics(0.05, 2.0), no_costs, last)
+    repnoise = {"name": "repnoise", "args": {"harmful": HARMFUL}}
+    add_variant(store, "repnoise", "m-rep", metrics(0.05, 1.5), no_costs, last, defense=repnoise)
+    with store.transaction() as conn:
+        conn.execute("DELETE FROM break_costs")
+        conn.execute("DELETE FROM milestones WHERE arm = 'repnoise/harmful-sft-full#2' AND seed = 1 AND step = 16")
+
+    incomplete = summarize_stored(store, RUN)
+
+    assert incomplete == ["repnoise/harmful-sft-full#2"]
+    costs = {c["arm"]: c for c in store.break_costs(RUN) if c["seed"] == -1}
+    assert "repnoise/harmful-sft-full#2" not in costs
+    # NLL 2.1 at step 16: within 10% of the undefended 2.0, though not of RepNoise's own 1.5
+    assert costs["repnoise/harmful-sft-full#1"]["broken"] and costs["undefended/harmful-sft-full#1"]["broken"]
+    rows = {r["arm"]: r for r in store.summaries(RUN)["immunization"]["defenses"][0]["attacks"]}
+    assert rows["repnoise/harmful-sft-full#2"]["resistance"]["status"] == "missing"
+    worst = store.summaries(RUN)["immunization"]["defenses"][0]["worst_case"]
+    full = next(w for w in worst if w["arms"] and "repnoise/harmful-sft-full#2" in w["arms"])
+    assert full["missing_arms"] == ["repnoise/harmful-sft-full#2"] and "incomplete: 1 of 2" in full["text"]
+    assert store.get_run(RUN)["status"] == "running"  # summarizing changes no status
+
+
+def test_summarize_stored_needs_a_stored_run(tmp_path):
+    from tamperlab.pipeline import summarize_stored
+
+    with pytest.raises(ValueError, match="not in the store"):
+        summarize_stored(Store(tmp_path / "store.sqlite"), "run-nope")
