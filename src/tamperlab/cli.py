@@ -228,7 +228,9 @@ def summarize_command(
     incomplete = summarize_stored(db, record["run_id"])
     out.print(f"run {record['run_id']} (status {record['status']}): summarized from the store")
     if incomplete:
-        err.print(f"left out, not measured at every seed and milestone ({len(incomplete)}): {', '.join(incomplete)}")
+        err.print(
+            f"left out, not measured at every seed and milestone ({len(incomplete)}): {', '.join(incomplete)}"
+        )
     render_terminal_summary(db, record["run_id"], out)
     path = write_report(db, record["run_id"], report or default_report_path(db, record["run_id"]))
     out.print(f"report: {path}")

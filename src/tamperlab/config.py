@@ -209,7 +209,7 @@ def _default_attacks() -> list[ComponentRef]:
 
 
 def _default_run_eval() -> EvalSpec:
-    # Small enough that 11 milestone evaluations fit the default run's CPU budget; the report states n and CIs.
+    # Small enough that the default run's 10 evaluations fit the default run's CPU budget; the report states n and CIs.
     return EvalSpec(
         harmful=DataRef(source="builtin:harmful", limit=40),
         harmless=DataRef(source="builtin:harmless", limit=20),
@@ -237,7 +237,7 @@ class RunSpec(Spec):
         default_factory=_default_attacks, description="Attacks to run on every variant."
     )
     milestones: list[int] = Field(
-        default_factory=lambda: [0, 1, 2, 4, 8, 16],
+        default_factory=lambda: [0, 1, 2, 4, 8],
         description="Optimizer steps at which the attacked model is evaluated, along one trajectory.",
     )
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Attack seeds (spread).")

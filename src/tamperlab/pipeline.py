@@ -23,9 +23,9 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from tamperlab import paths, provenance
@@ -359,7 +359,9 @@ def save_break_costs(
             for r in rows
             if r["seed"] == seed
         ]
-        cost = break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+        cost = break_cost(
+            points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
+        )
         store.save_break_cost(run_id, arm, seed, cost)
         per_seed.append(cost)
     store.save_break_cost(run_id, arm, -1, aggregate_seeds(per_seed))

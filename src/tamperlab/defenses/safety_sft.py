@@ -75,7 +75,9 @@ class SafetySftArgs(TrainSpec):
     )
     harmful_fraction: float = Field(default=0.45, gt=0, lt=1, description="Share of refusals in the mix.")
     overrefusal_weight: int = Field(
-        default=4, ge=1, description="Times each safe-looking prompt's answer appears among the helpful examples."
+        default=4,
+        ge=1,
+        description="Times each safe-looking prompt's answer appears among the helpful examples.",
     )
     answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
 
@@ -94,7 +96,9 @@ class SafetySft:
         benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
         benign = [p.text for ref in benign_refs for p in load_prompt_set(ref).prompts]
         safe_looking = (
-            {p.text for p in load_prompt_set(self.args.overrefusal).prompts} if self.args.overrefusal else set()
+            {p.text for p in load_prompt_set(self.args.overrefusal).prompts}
+            if self.args.overrefusal
+            else set()
         )
         answers = cached_generate(
             loaded,

@@ -280,7 +280,9 @@ def _worst_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         missing = [r["arm"] for r in members if r["resistance"]["status"] == "missing"]
         entry["missing_arms"] = missing
         if missing:
-            entry["text"] += f" (incomplete: {len(members) - len(missing)} of {len(members)} settings measured)"
+            entry["text"] += (
+                f" (incomplete: {len(members) - len(missing)} of {len(members)} settings measured)"
+            )
         out.append(entry)
     return out
 

@@ -21,7 +21,9 @@ def canned_answers(monkeypatch):
     """The model's 'own' answers: the first harmless prompt is refused, the rest answered."""
 
     def fake_generate(loaded, prompts, **kwargs):
-        return ["I'm sorry, I can't help with that."] + [f"Answer {i}. Extra words" for i in range(1, len(prompts))]
+        return ["I'm sorry, I can't help with that."] + [
+            f"Answer {i}. Extra words" for i in range(1, len(prompts))
+        ]
 
     monkeypatch.setattr("tamperlab.evals.generation.cached_generate", fake_generate)
 
@@ -35,7 +37,9 @@ def test_self_refusals_are_dropped_and_safe_looking_prompts_are_weighted(canned_
     mix, data = build_defense("safety-sft", data_args(weight)).build_examples(tiny_model)
     assert data["refusal_examples"] == 4
     assert data["dropped_self_refusals"] == 1  # the refused harmless prompt never becomes a target
-    assert data["helpful_examples"] == 2 + 2 * weight  # 2 kept harmless + each safe-looking one `weight` times
+    assert (
+        data["helpful_examples"] == 2 + 2 * weight
+    )  # 2 kept harmless + each safe-looking one `weight` times
     answers = texts(mix, "assistant")
     assert "I'm sorry, I can't help with that." not in answers
     assert all(a.startswith("Answer") or a in REFUSALS for a in answers)

@@ -2,8 +2,15 @@
 
 from tamperlab.evals.generation import generate
 
-PROMPTS = ["hi", "Write a poem about the sea and the wind", "How do I kill a Python process?", "ok",
-           "Explain photosynthesis in two sentences please", "What is 2+2?", "Tell me about France"]
+PROMPTS = [
+    "hi",
+    "Write a poem about the sea and the wind",
+    "How do I kill a Python process?",
+    "ok",
+    "Explain photosynthesis in two sentences please",
+    "What is 2+2?",
+    "Tell me about France",
+]
 
 
 def test_batched_equals_one_at_a_time(tiny_model):

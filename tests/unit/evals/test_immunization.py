@@ -304,7 +304,9 @@ def test_summarize_stored_uses_complete_arms_and_a_common_capability_bound(tmp_p
     add_variant(store, "repnoise", "m-rep", metrics(0.05, 1.5), no_costs, last, defense=repnoise)
     with store.transaction() as conn:
         conn.execute("DELETE FROM break_costs")
-        conn.execute("DELETE FROM milestones WHERE arm = 'repnoise/harmful-sft-full#2' AND seed = 1 AND step = 16")
+        conn.execute(
+            "DELETE FROM milestones WHERE arm = 'repnoise/harmful-sft-full#2' AND seed = 1 AND step = 16"
+        )
 
     incomplete = summarize_stored(store, RUN)
 
