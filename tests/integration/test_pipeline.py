@@ -145,6 +145,23 @@ def test_shards_split_the_trajectories_and_the_final_run_only_summarizes(
     assert store.break_costs(first.run_id)
 
 
+def test_summarize_cli_reports_a_run_cut_short(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from tamperlab.cli import app
+
+    spec = tiny_spec(tiny_model_dir, seeds=[0, 1])
+    store = Store(tmp_path / "s.sqlite")
+    run_id = Pipeline(spec, store, shard=(0, 2)).execute().run_id
+    report = tmp_path / "r.html"
+    result = CliRunner().invoke(app, ["summarize", run_id[:10], "--store", str(store.path), "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "left out" in result.output and "summarized from the store" in result.output
+    assert report.is_file() and store.get_run(run_id)["status"] == "running"
+    missing = CliRunner().invoke(app, ["summarize", "run-nope", "--store", str(store.path)])
+    assert missing.exit_code != 0 and "run-nope" in missing.output
+
+
 def test_a_bad_shard_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="shard 2/2"):
         Pipeline(tiny_spec(tiny_model_dir), Store(tmp_path / "s.sqlite"), shard=(2, 2))
