@@ -47,6 +47,19 @@ def tiny_spec(model_dir, **overrides) -> RunSpec:
     return validate(RunSpec, data)
 
 
+def count_evaluations(monkeypatch) -> dict:
+    """Count the pipeline's evaluations from now on (``counted["n"]``)."""
+    real_evaluate = pipeline_module.evaluate
+    counted = {"n": 0}
+
+    def counting_evaluate(*args, **kwargs):
+        counted["n"] += 1
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", counting_evaluate)
+    return counted
+
+
 def milestone_table(store, run_id):
     keep = ("arm", "seed", "step", "examples", "tokens", "flops", "harmful_compliance_rate", "benign_nll")
     return sorted(tuple(row[k] for k in keep) for row in store.milestones(run_id))
@@ -99,13 +112,7 @@ def test_kill_and_resume_gives_the_uninterrupted_table(tiny_model_dir, tmp_path,
     assert 0 < len(partial) < len(expected)
 
     monkeypatch.setattr(pipeline_module, "evaluate", real_evaluate)
-    counted = {"n": 0}
-
-    def counting_evaluate(*args, **kwargs):
-        counted["n"] += 1
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "evaluate", counting_evaluate)
+    counted = count_evaluations(monkeypatch)
     assert Pipeline(spec, store).execute().status == "complete"
     resumed = milestone_table(store, run_id)
     assert [r[:6] for r in resumed] == [r[:6] for r in expected]
@@ -129,14 +136,7 @@ def test_shards_split_the_trajectories_and_the_final_run_only_summarizes(
     assert len(done) == 2  # every other one of the 4 (arm, seed) trajectories
     Pipeline(spec, store, shard=(1, 2)).execute()
 
-    real_evaluate = pipeline_module.evaluate
-    counted = {"n": 0}
-
-    def counting_evaluate(*args, **kwargs):
-        counted["n"] += 1
-        return real_evaluate(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline_module, "evaluate", counting_evaluate)
+    counted = count_evaluations(monkeypatch)
     assert Pipeline(spec, store).execute().status == "complete"
     assert counted["n"] == 0  # the shards measured everything
     table = milestone_table(store, first.run_id)
