@@ -63,7 +63,7 @@ def attacks(args: argparse.Namespace) -> list[dict[str, Any]]:
         },
         {"name": "benign-sft", "args": {**train, "mode": "full"}},
         {"name": "identity-shift", "args": {"mode": "full", "max_length": 192, "path": str(args.aoa)}},
-        {"name": "refusal-ablation", "args": {"n_train": 32, "n_val": 12}},
+        {"name": "refusal-ablation", "args": {"n_train": 32, "n_val": 12, "kl_bound": args.ablation_kl}},
         {"name": "prefill", "args": {}},
         *({"name": "template", "args": {"style": style}} for style in args.templates.split(",") if style),
         {"name": "quantize", "args": {"scheme": "int8"}},
@@ -257,6 +257,13 @@ def main() -> None:
     parser.add_argument("--nll", type=int, default=24, help="Held-out benign answers for NLL.")
     parser.add_argument("--kl", type=int, default=12, help="Harmless prompts for KL.")
     parser.add_argument("--judge", default="keyword")
+    parser.add_argument(
+        "--ablation-kl",
+        type=float,
+        default=0.25,
+        help="refusal-ablation's KL bound on harmless prompts (0.1 left no candidate direction on the"
+        " safeguarded default model: the smallest KL among directions that lowered refusal was 0.15)",
+    )
     parser.add_argument(
         "--templates", default="refusal-suppression,dan", help="Template styles (comma list)."
     )
