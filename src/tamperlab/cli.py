@@ -173,8 +173,8 @@ def _run_and_summarize(
     outcome = Pipeline(spec, db, shard).execute()
     if shard is not None:
         out.print(
-            f"run {outcome.run_id}: shard {shard[0]}/{shard[1]} done in {outcome.seconds / 60:.1f} min; when every"
-            " shard is done, run the same command without --shard for break costs, summary and report"
+            f"run {outcome.run_id}: shard {shard[0]}/{shard[1]} done in {outcome.seconds / 60:.1f} min;"
+            " when every shard is done, run the same command without --shard for break costs, summary and report"
         )
         return
     note = " (already complete in the store)" if outcome.reused else f" in {outcome.seconds / 60:.1f} min"

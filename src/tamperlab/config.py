@@ -209,7 +209,7 @@ def _default_attacks() -> list[ComponentRef]:
 
 
 def _default_run_eval() -> EvalSpec:
-    # Small enough that the default run's 10 evaluations fit the default run's CPU budget; the report states n and CIs.
+    # Small enough for the default run's 10 evaluations on a CPU; the report states n and CIs.
     return EvalSpec(
         harmful=DataRef(source="builtin:harmful", limit=40),
         harmless=DataRef(source="builtin:harmless", limit=20),

@@ -30,12 +30,21 @@ from typing import Any
 
 from tamperlab import paths, provenance
 from tamperlab.attacks import AttackContext, build_attack
-from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
+from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.defenses import build_defense
 from tamperlab.errors import DivergedError
 from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
-from tamperlab.models.loading import cached_model_dir, is_cached, load_model, resolve_model_dir, save_model
+from tamperlab.models.loading import (
+    DEFAULT_GGUF_FILE,
+    DEFAULT_GGUF_PACKAGE,
+    cached_model_dir,
+    default_gguf_path,
+    is_cached,
+    load_model,
+    resolve_model_dir,
+    save_model,
+)
 from tamperlab.store import Store
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,16 @@ def _short_hash(value: Any) -> str:
 
 
 def model_key(spec: ModelSpec) -> str:
-    """The model's identity: where it comes from plus its files' fingerprint."""
+    """The model's identity: where it comes from plus its files' fingerprint.
+
+    The embedded model is its packaged GGUF, named by package version and file size: the same on every machine
+    (its dequantized cache's file times are not), so one spec has one run id everywhere.
+    """
+    if spec.name == DEFAULT_MODEL:
+        from importlib import metadata
+
+        size = default_gguf_path().stat().st_size
+        return f"{DEFAULT_GGUF_PACKAGE}=={metadata.version(DEFAULT_GGUF_PACKAGE)}:{DEFAULT_GGUF_FILE}|{size}"
     model_dir, source = resolve_model_dir(spec.name)
     return f"{source}|{provenance.model_fingerprint(model_dir)}"
 
@@ -93,7 +111,7 @@ class Pipeline:
         self.ctx = AttackContext(unaligned=spec.model)
         self._references: dict[str, Any] = {}
 
-    # -- models -----------------------------------------------------------------------------------------------
+    # -- models ----------------------------------------------------------------------------------------------
 
     def _model_spec(self, name: str) -> ModelSpec:
         return self.spec.model.model_copy(update={"name": name})
@@ -179,7 +197,7 @@ class Pipeline:
             )
         return out
 
-    # -- attacks ----------------------------------------------------------------------------------------------
+    # -- attacks ---------------------------------------------------------------------------------------------
 
     def arms(self, variants: list[Variant]) -> list[tuple[str, Variant, Any, ComponentRef]]:
         attacks = [(build_attack(ref.name, ref.args), ref) for ref in self.spec.attacks]
@@ -253,12 +271,12 @@ class Pipeline:
 
         attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
 
-    # -- break cost -------------------------------------------------------------------------------------------
+    # -- break cost ------------------------------------------------------------------------------------------
 
     def break_costs(self, arm: str, variant: Variant, undefended: Variant) -> None:
         save_break_costs(self.store, self.run_id, self.spec, arm, [variant.eval_id, undefended.eval_id])
 
-    # -- the whole run ----------------------------------------------------------------------------------------
+    # -- the whole run ---------------------------------------------------------------------------------------
 
     @contextmanager
     def _variants_lock(self) -> Iterator[None]:
@@ -386,7 +404,8 @@ def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Vari
 
 
 def summarize_stored(store: Store, run_id: str) -> list[str]:
-    """Break costs and summaries of a stored run from what the store holds, training nothing (a run cut short).
+    """Break costs and summaries of a stored run from what the store holds, training nothing (a run cut
+    short).
 
     Uses the run's own stored spec. Arms whose every seed reached every milestone get break costs; the others
     are returned, left out, and read "missing" in the immunization summary. The run's status is not changed.

@@ -154,7 +154,9 @@ def test_summarize_cli_reports_a_run_cut_short(tiny_model_dir, tmp_path):
     store = Store(tmp_path / "s.sqlite")
     run_id = Pipeline(spec, store, shard=(0, 2)).execute().run_id
     report = tmp_path / "r.html"
-    result = CliRunner().invoke(app, ["summarize", run_id[:10], "--store", str(store.path), "--report", str(report)])
+    result = CliRunner().invoke(
+        app, ["summarize", run_id[:10], "--store", str(store.path), "--report", str(report)]
+    )
     assert result.exit_code == 0, result.output
     assert "left out" in result.output and "summarized from the store" in result.output
     assert report.is_file() and store.get_run(run_id)["status"] == "running"

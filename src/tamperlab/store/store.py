@@ -71,7 +71,7 @@ class Store:
             self.conn.close()  # no -wal/-shm left beside a database that is not ours
             raise
 
-    # -- plumbing ---------------------------------------------------------------------------------------------
+    # -- plumbing --------------------------------------------------------------------------------------------
 
     def _check_or_create(self, readonly: bool) -> None:
         tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -123,7 +123,7 @@ class Store:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
-    # -- runs -------------------------------------------------------------------------------------------------
+    # -- runs ------------------------------------------------------------------------------------------------
 
     def start_run(self, run_id: str, kind: str, spec: dict, provenance: dict | None = None) -> str | None:
         """Record a run as running; return its previous status (None when new, 'complete' means skip it)."""
@@ -179,7 +179,7 @@ class Store:
         runs = [r for r in self.list_runs(kind) if not complete_only or r["status"] == "complete"]
         return runs[-1] if runs else None
 
-    # -- models (lineage) -------------------------------------------------------------------------------------
+    # -- models (lineage) ------------------------------------------------------------------------------------
 
     def add_model(
         self,
@@ -248,7 +248,7 @@ class Store:
                 break
         return ordered
 
-    # -- evaluations ------------------------------------------------------------------------------------------
+    # -- evaluations -----------------------------------------------------------------------------------------
 
     def evaluation_status(self, eval_id: str) -> str | None:
         row = self.conn.execute("SELECT status FROM evaluations WHERE eval_id = ?", (eval_id,)).fetchone()
@@ -352,7 +352,7 @@ class Store:
             row["verdicts"] = verdicts.get((row["prompt_set"], row["prompt_id"]), {})
         return rows
 
-    # -- arms, milestones, break costs ------------------------------------------------------------------------
+    # -- arms, milestones, break costs -----------------------------------------------------------------------
 
     def add_arm(
         self,

