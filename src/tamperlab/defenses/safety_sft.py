@@ -94,12 +94,11 @@ class SafetySft:
 
         harmful = [p.text for p in load_prompt_set(self.args.harmful).prompts]
         benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
-        benign = [p.text for ref in benign_refs for p in load_prompt_set(ref).prompts]
+        harmless = [p.text for p in load_prompt_set(self.args.harmless).prompts]
         safe_looking = (
-            {p.text for p in load_prompt_set(self.args.overrefusal).prompts}
-            if self.args.overrefusal
-            else set()
+            [p.text for p in load_prompt_set(self.args.overrefusal).prompts] if self.args.overrefusal else []
         )
+        benign = harmless + safe_looking
         answers = cached_generate(
             loaded,
             benign,
@@ -111,11 +110,12 @@ class SafetySft:
         verdicts = build_judge("keyword").judge(
             [JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)]
         )
+        weighted = set(safe_looking)
         kept = [(p, a) for p, a, v in zip(benign, answers, verdicts, strict=True) if a and not v.refused]
         helpful = [
             ChatExample.from_pair(p, a)
             for p, a in kept
-            for _ in range(self.args.overrefusal_weight if p in safe_looking else 1)
+            for _ in range(self.args.overrefusal_weight if p in weighted else 1)
         ]
         refusals = [ChatExample.from_pair(p, refusal_for(p)) for p in harmful]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
