@@ -271,11 +271,6 @@ class Pipeline:
 
         attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
 
-    # -- break cost ------------------------------------------------------------------------------------------
-
-    def break_costs(self, arm: str, variant: Variant, undefended: Variant) -> None:
-        save_break_costs(self.store, self.run_id, self.spec, arm, [variant.eval_id, undefended.eval_id])
-
     # -- the whole run ---------------------------------------------------------------------------------------
 
     @contextmanager
@@ -327,7 +322,8 @@ class Pipeline:
             if self.shard is not None:  # the final run without a shard measures and summarizes
                 return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
             for arm, variant, *_ in arms:
-                self.break_costs(arm, variant, variants[0])
+                references = [variant.eval_id, variants[0].eval_id]
+                save_break_costs(self.store, self.run_id, self.spec, arm, references)
             save_summaries(self.store, self.run_id, self.spec, variants)
         except DivergedError as exc:
             self.store.finish_run(
