@@ -136,7 +136,11 @@ def peak_flops(device: Any = "cpu", *, refresh: bool = False) -> float:
 
 
 def mfu(achieved_flops_per_s: float, peak: float | None) -> float | None:
-    """Model FLOP utilization: achieved FLOP/s as a fraction of the peak (None when the peak is unknown)."""
-    if not peak or peak <= 0:
+    """Model FLOP utilization: achieved FLOP/s as a fraction of the peak.
+
+    None when the peak is unknown, or lower than what was achieved: then the cached peak was read while other
+    work ran (``peak_flops(refresh=True)`` measures it again), and a figure over 100% would be false.
+    """
+    if not peak or peak <= 0 or achieved_flops_per_s > peak:
         return None
     return achieved_flops_per_s / peak

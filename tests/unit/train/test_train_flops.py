@@ -92,3 +92,9 @@ def test_refreshing_the_peak_keeps_the_higher_reading(monkeypatch):
     assert peak.cached_peak_flops("cpu") == 100e9
     assert peak.peak_flops("cpu", refresh=True) == 150e9
     assert peak.cached_peak_flops("cpu") == 150e9
+
+
+def test_mfu_is_unknown_when_the_cached_peak_is_below_what_was_achieved():
+    """A peak read while other work ran is stale: no MFU above 100% is ever reported."""
+    assert peak.mfu(90e9, 54e9) is None
+    assert peak.mfu(54e9, 54e9) == pytest.approx(1.0)
