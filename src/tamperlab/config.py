@@ -83,7 +83,12 @@ class EvalSpec(Spec):
         description="Judges to run; the first is primary and drives the headline rates.",
     )
     max_new_tokens: int = Field(default=64, ge=1, description="Generation length limit.")
-    batch_size: int = Field(default=16, ge=1, description="Prompts generated per batch.")
+    batch_size: int = Field(
+        default=128,
+        ge=1,
+        description="The most prompts generated per batch (batches are evened out). Big batches are fastest "
+        "on a CPU too: each decoding step reads every weight once, whatever the batch.",
+    )
     nll_limit: int | None = Field(
         default=100, ge=1, description="Held-out harmless reference responses scored for capability NLL."
     )

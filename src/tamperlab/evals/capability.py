@@ -7,16 +7,19 @@ taking only the assistant answer's tokens into account:
   A modification that keeps the model useful keeps this close to its parent's.
 - ``kl_from_reference``: mean over answer tokens of KL(P_reference || P_model) of the next-token distributions,
   the measure abliteration tools report to show that an edit kept the model's behaviour on harmless input.
+
+:func:`capability` computes both in one pass: the model's forward pass on a pair serves its NLL and its KL.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tamperlab.train.examples import IGNORE_INDEX, ChatExample, collate, tokenize_chat
+from tamperlab.train.examples import ChatExample, collate, tokenize_chat
+from tamperlab.train.loop import label_logits
 
 
 @dataclass(frozen=True)
@@ -27,7 +30,17 @@ class NllResult:
     responses: int
 
 
-def _batches(tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int, max_length: int):
+@dataclass(frozen=True)
+class CapabilityResult:
+    """NLL of the model on every pair; KL from the reference on the first ``kl_responses`` pairs (None when
+    no reference was given)."""
+
+    nll: NllResult
+    kl: float | None
+    kl_responses: int
+
+
+def _batches(tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int, max_length: int) -> Iterator:
     features = [tokenize_chat(tokenizer, ChatExample.from_pair(p, r), max_length) for p, r in pairs]
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     pad = tokenizer.pad_token_id
@@ -35,87 +48,52 @@ def _batches(tokenizer: Any, pairs: Sequence[tuple[str, str]], batch_size: int, 
         yield collate([features[i] for i in order[start : start + batch_size]], pad)
 
 
-def benign_nll(
+def capability(
     model: Any,
     tokenizer: Any,
     pairs: Sequence[tuple[str, str]],
     *,
+    reference: Any = None,
+    kl_limit: int | None = None,
     batch_size: int = 16,
     max_length: int = 256,
-) -> NllResult:
-    """Token-weighted mean NLL of the reference answers in ``pairs`` ((prompt, reference) tuples)."""
+) -> CapabilityResult:
+    """Token-weighted mean NLL of the reference answers in ``pairs`` ((prompt, reference) tuples) and, when
+    ``reference`` is given (a model sharing the tokenizer), mean per-answer-token KL(P_reference || P_model)
+    on the first ``kl_limit`` pairs (all when None or 0)."""
     import torch
+    import torch.nn.functional as F
 
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
+    n_kl = 0 if reference is None else (min(kl_limit, len(pairs)) if kl_limit else len(pairs))
+    models = [model] if reference is None else [model, reference]
+    states = [m.training for m in models]
+    nll_total, kl_total = 0.0, 0.0
+    nll_count, kl_count = 0, 0
+    for m in models:
+        m.eval()
     try:
         with torch.inference_mode():
-            for batch in _batches(tokenizer, pairs, batch_size, max_length):
-                batch = {k: v.to(device) for k, v in batch.items()}
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-                logits = logits[:, :-1].float()
-                labels = batch["labels"][:, 1:]
-                loss = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)),
-                    labels.reshape(-1),
-                    ignore_index=IGNORE_INDEX,
-                    reduction="sum",
-                )
-                total += loss.item()
-                count += int((labels != IGNORE_INDEX).sum())
+            # The KL pairs first, in batches of their own: one forward pass of the model gives both metrics.
+            for group, with_kl in ((pairs[:n_kl], True), (pairs[n_kl:], False)):
+                for batch in _batches(tokenizer, group, batch_size, max_length) if group else ():
+                    logits, labels = label_logits(model, _on(batch, model))
+                    logits = logits.float()
+                    nll_total += F.cross_entropy(logits, labels, reduction="sum").item()
+                    nll_count += labels.numel()
+                    if with_kl:
+                        logq = label_logits(reference, _on(batch, reference))[0].float().log_softmax(-1)
+                        logq = logq.to(logits.device)
+                        kl_total += (logq.exp() * (logq - logits.log_softmax(-1))).sum().item()
+                        kl_count += labels.numel()
     finally:
-        model.train(was_training)
-    nll = total / count if count else float("nan")
-    return NllResult(nll, math.exp(nll) if count else float("nan"), count, len(pairs))
+        for m, state in zip(models, states, strict=True):
+            m.train(state)
+    nll = nll_total / nll_count if nll_count else float("nan")
+    result = NllResult(nll, math.exp(nll) if nll_count else float("nan"), nll_count, len(pairs))
+    kl = None if reference is None else (kl_total / kl_count if kl_count else float("nan"))
+    return CapabilityResult(result, kl, n_kl)
 
 
-def kl_from_reference(
-    model: Any,
-    reference: Any,
-    tokenizer: Any,
-    pairs: Sequence[tuple[str, str]],
-    *,
-    batch_size: int = 16,
-    max_length: int = 256,
-) -> float:
-    """Mean per-answer-token KL(P_reference || P_model) on ``pairs``; both models must share the tokenizer."""
-    import torch
-
+def _on(batch: dict[str, Any], model: Any) -> dict[str, Any]:
     device = next(model.parameters()).device
-    ref_device = next(reference.parameters()).device
-    total, count = 0.0, 0
-    states = (model.training, reference.training)
-    model.eval()
-    reference.eval()
-    try:
-        with torch.inference_mode():
-            for batch in _batches(tokenizer, pairs, batch_size, max_length):
-                mask = batch["labels"][:, 1:] != IGNORE_INDEX
-                logp = (
-                    model(
-                        input_ids=batch["input_ids"].to(device),
-                        attention_mask=batch["attention_mask"].to(device),
-                    )
-                    .logits[:, :-1]
-                    .float()
-                    .log_softmax(-1)
-                )
-                logq = (
-                    reference(
-                        input_ids=batch["input_ids"].to(ref_device),
-                        attention_mask=batch["attention_mask"].to(ref_device),
-                    )
-                    .logits[:, :-1]
-                    .float()
-                    .log_softmax(-1)
-                    .to(device)
-                )
-                kl = (logq.exp() * (logq - logp)).sum(-1)
-                total += kl[mask.to(device)].sum().item()
-                count += int(mask.sum())
-    finally:
-        model.train(states[0])
-        reference.train(states[1])
-    return total / count if count else float("nan")
+    return {k: v.to(device) for k, v in batch.items()}

@@ -2,6 +2,11 @@
 
 Prompts are sorted by token length and batched, so a batch holds prompts of (nearly) equal length and padding is
 small; they are left-padded, with a KV cache, and greedy decoding. Results come back in the input order.
+
+The decoding loop is our own rather than ``model.generate``: it does the same greedy steps (same position ids,
+same mask), but drops a row from the batch and its KV cache as soon as that row has ended, so the steps after
+it cost only the rows still running. A refusal ends after a few tokens; with ``generate`` it rode along to the
+batch's longest answer.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ def generate(
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 64,
-    batch_size: int = 16,
+    batch_size: int = 128,
     system: str | None = None,
     prefill: str | None = None,
     on_batch: Callable[[int], None] | None = None,
@@ -29,7 +34,8 @@ def generate(
         model, tokenizer: a causal LM and its tokenizer (with a chat template).
         prompts: user requests, formatted with the tokenizer's chat template.
         max_new_tokens: generation length limit.
-        batch_size: prompts per forward batch.
+        batch_size: the most prompts per batch; the batches are evened out (100 prompts at 64 run as 50 + 50).
+            On a CPU a decoding step reads every weight whatever the batch, so big batches pay.
         system: optional system prompt.
         prefill: optional forced start of every answer (not included in the returned text).
         on_batch: called with the number of prompts finished after each batch (for progress bars).
@@ -46,8 +52,9 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
+        size = -(-len(order) // -(-len(order) // batch_size)) if order else 1  # even batches
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
             width = max(len(encoded[i]) for i in chunk)
             ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -56,22 +63,9 @@ def generate(
                 ids[row, width - len(seq) :] = torch.tensor(seq)
                 mask[row, width - len(seq) :] = 1
             with torch.inference_mode():
-                out = model.generate(
-                    input_ids=ids.to(device),
-                    attention_mask=mask.to(device),
-                    max_new_tokens=max_new_tokens,
-                    do_sample=False,
-                    num_beams=1,
-                    temperature=None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=pad_id,
-                    eos_token_id=eos,
-                    use_cache=True,
-                )
+                new_tokens = _greedy(model, ids.to(device), mask.to(device), max_new_tokens, eos)
             for row, i in enumerate(chunk):
-                new = out[row, width:].tolist()
-                outputs[i] = tokenizer.decode(_until_eos(new, eos), skip_special_tokens=True)
+                outputs[i] = tokenizer.decode(new_tokens[row], skip_special_tokens=True)
             if on_batch is not None:
                 on_batch(len(chunk))
     finally:
@@ -89,11 +83,46 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _until_eos(tokens: list[int], eos: list[int]) -> list[int]:
-    """Cut at the first end-of-sequence token (rows that finished early are padded after it)."""
-    for pos, tok in enumerate(tokens):
-        if tok in eos:
-            return tokens[:pos]
+def _greedy(model: Any, ids: Any, mask: Any, max_new_tokens: int, eos: list[int]) -> list[list[int]]:
+    """Greedy continuations of left-padded ``ids`` (rows of ``mask``), each cut before its first ``eos``.
+
+    Position ids count real tokens only (``mask.cumsum - 1``), as ``generate`` does, so a padded row gets the
+    same positions as the prompt alone. A row that emits an end-of-sequence token leaves the batch and the
+    cache; the loop stops when none is left or after ``max_new_tokens``.
+    """
+    import torch
+
+    rows = ids.shape[0]
+    tokens: list[list[int]] = [[] for _ in range(rows)]
+    live = list(range(rows))  # the original row of each row still in the batch
+    stop = torch.tensor(eos, device=ids.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    cache, nxt_position = out.past_key_values, positions[:, -1:] + 1
+    for step in range(max_new_tokens):
+        nxt = out.logits[:, -1].argmax(-1)
+        ended = torch.isin(nxt, stop)
+        for row, (token, done) in enumerate(zip(nxt.tolist(), ended.tolist(), strict=True)):
+            if not done:
+                tokens[live[row]].append(token)
+        if step == max_new_tokens - 1:
+            break
+        if ended.any():
+            keep = (~ended).nonzero().squeeze(1)
+            if keep.numel() == 0:
+                break
+            cache.batch_select_indices(keep)
+            live = [live[k] for k in keep.tolist()]
+            nxt, mask, nxt_position = nxt[keep], mask[keep], nxt_position[keep]
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+        out = model(
+            input_ids=nxt[:, None],
+            attention_mask=mask,
+            position_ids=nxt_position,
+            past_key_values=cache,
+            use_cache=True,
+        )
+        nxt_position = nxt_position + 1
     return tokens
 
 
@@ -103,7 +132,7 @@ def cached_generate(
     *,
     purpose: str,
     max_new_tokens: int = 64,
-    batch_size: int = 16,
+    batch_size: int = 128,
     system: str | None = None,
     description: str = "generating",
 ) -> list[str]:

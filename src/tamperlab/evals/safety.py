@@ -21,7 +21,7 @@ from typing import Any
 
 from tamperlab.config import EvalSpec
 from tamperlab.data.sets import PromptSet, load_prompt_set
-from tamperlab.evals.capability import benign_nll, kl_from_reference
+from tamperlab.evals.capability import capability
 from tamperlab.evals.generation import generate
 from tamperlab.evals.judges import Judge, JudgeItem, build_judge
 from tamperlab.evals.metrics import cohen_kappa, is_degenerate, raw_agreement, wilson_interval
@@ -146,13 +146,19 @@ def evaluate(
     result.metrics.append(_rate_record("incoherent_rate", rate))
     pairs = nll_pairs(spec)
     if pairs:
-        nll = benign_nll(model, tokenizer, pairs, batch_size=spec.batch_size)
-        result.metrics.append({"name": "benign_nll", "value": nll.nll, "n": nll.responses})
-        result.metrics.append({"name": "benign_perplexity", "value": nll.perplexity, "n": nll.responses})
-        if reference_model is not None:
-            kl_pairs = pairs[: spec.kl_limit] if spec.kl_limit else pairs
-            kl = kl_from_reference(model, reference_model, tokenizer, kl_pairs, batch_size=spec.batch_size)
-            result.metrics.append({"name": "kl_from_reference", "value": kl, "n": len(kl_pairs)})
+        cap = capability(
+            model,
+            tokenizer,
+            pairs,
+            reference=reference_model,
+            kl_limit=spec.kl_limit,
+        )
+        result.metrics.append({"name": "benign_nll", "value": cap.nll.nll, "n": cap.nll.responses})
+        result.metrics.append(
+            {"name": "benign_perplexity", "value": cap.nll.perplexity, "n": cap.nll.responses}
+        )
+        if cap.kl is not None:
+            result.metrics.append({"name": "kl_from_reference", "value": cap.kl, "n": cap.kl_responses})
     result.seconds = time.perf_counter() - start
     return result
 

@@ -282,3 +282,47 @@ def test_a_milestone_callback_can_show_its_own_progress_bar(tiny_model, monkeypa
     )
     assert shown == [0, 1, 2]
     assert result.peak_flops == 1e11 and result.mfu == pytest.approx(result.flops_per_second / 1e11)
+
+
+def _full_logits_loss(model, batch):
+    """The loss the long way: every position's logits, then the labelled ones."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    labels = torch.nn.functional.pad(batch["labels"], (0, 1), value=-100)[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100, reduction="sum"
+    )
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_unembedding_only_labelled_positions_gives_the_same_loss_and_gradients(tiny_model, mode):
+    """The loss unembeds only positions with a label; loss and gradients equal the all-positions ones."""
+    tok = tiny_model.tokenizer
+    batch = collate([tokenize_chat(tok, e) for e in EXAMPLES], tok.pad_token_id)
+    model = train(tiny_model, examples=EXAMPLES, spec=quick(mode=mode, max_steps=1), progress=False).model
+    base = model.get_base_model() if mode == "lora" else model
+    assert base.config.model_type == "llama"  # the fast path is the one tested
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    fast = causal_lm_loss(model, batch, reduction="sum")
+    fast_grads = torch.autograd.grad(fast, params)
+    slow = _full_logits_loss(model, batch)
+    slow_grads = torch.autograd.grad(slow, params)
+    assert fast.item() == pytest.approx(slow.item(), rel=1e-5)
+    for a, b in zip(fast_grads, slow_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_other_architectures_take_every_positions_logits(tiny_model, monkeypatch):
+    """A model type not known to unembed plainly takes the general path, with the same loss."""
+    from tamperlab.train import loop
+
+    tok = tiny_model.tokenizer
+    batch = collate([tokenize_chat(tok, e) for e in EXAMPLES], tok.pad_token_id)
+    fast = causal_lm_loss(tiny_model.model, batch, reduction="sum").item()
+    monkeypatch.setattr(loop, "PLAIN_UNEMBEDDING", frozenset())
+    calls = []
+    tiny_model.model.register_forward_hook(lambda *args: calls.append(1))
+    general = causal_lm_loss(tiny_model.model, batch, reduction="sum").item()
+    assert calls, "the general path runs the whole model (its forward, with the unembedding)"
+    assert general == pytest.approx(fast, rel=1e-5)
+    assert general == pytest.approx(_full_logits_loss(tiny_model.model, batch).item(), rel=1e-5)
