@@ -22,12 +22,14 @@ from tamperlab.errors import ConfigError
 MINIMUMS = {"harmful": (240, 8), "harmless": (240, 8), "overrefusal": (120, 8)}
 """Minimum prompts and categories per built-in set."""
 
+VERSIONS = {"harmful": "1.0", "harmless": "1.1", "overrefusal": "1.0"}
 FINGERPRINTS = {
     "harmful": "044d3db9c3d797fe",
-    "harmless": "f82c6403d39b4bbc",
+    "harmless": "0d00cf01e82effb0",
     "overrefusal": "e6edfc0f662cae6b",
 }
-"""Content fingerprints of version 1.0: results measured on different contents must not share a version."""
+"""Content fingerprints of each set's version: results measured on different contents must not share a version.
+(harmless 1.1 added the imperative "tasks" category.)"""
 
 
 def _words(text: str) -> set[str]:
@@ -56,7 +58,7 @@ def test_builtin_set_metadata(name):
     prompts = load_builtin(name)
     assert prompts.name == name
     assert prompts.kind == name
-    assert prompts.version == "1.0"
+    assert prompts.version == VERSIONS[name]
     assert prompts.license == "Apache-2.0 (written for tamperlab)"
     assert prompts.source == "builtin"
     assert prompts.description
