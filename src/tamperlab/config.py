@@ -103,9 +103,11 @@ class EvalSpec(Spec):
 S = TypeVar("S", bound=Spec)
 
 
-def spec_id(spec: Spec, prefix: str = "") -> str:
-    """Deterministic id: sha256 of the canonical JSON of the resolved spec (first 16 hex digits)."""
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+def spec_id(spec: Spec, prefix: str = "", extra: Any = None) -> str:
+    """Deterministic id: sha256 of the canonical JSON of the resolved spec (first 16 hex digits), and of
+    ``extra`` when given (what else the result depends on, e.g. the prompt sets' content fingerprints)."""
+    value = spec.model_dump(mode="json") if extra is None else [spec.model_dump(mode="json"), extra]
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
     return f"{prefix}{digest}"
 

@@ -31,6 +31,7 @@ from typing import Any
 from tamperlab import paths, provenance
 from tamperlab.attacks import AttackContext, build_attack
 from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
+from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
 from tamperlab.errors import DivergedError
 from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
@@ -91,8 +92,20 @@ def model_key(spec: ModelSpec) -> str:
 
 
 def run_id_for(spec: RunSpec) -> str:
+    """Hash of the resolved spec with the model's identity, every component's args with their defaults filled
+    in, and the fingerprints of every prompt set it names (so a changed default or data set is a new run)."""
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
-    return spec_id(keyed, prefix="run-")
+    components = [
+        [ref.name, _validated_args(ref, kind)]
+        for kind, refs in (
+            ("defense", [spec.safeguard] if spec.safeguard else []),
+            ("defense", spec.defenses),
+            ("attack", spec.attacks),
+        )
+        for ref in refs
+    ]
+    data = data_fingerprints([spec.eval.model_dump(mode="json"), components])
+    return spec_id(keyed, prefix="run-", extra={"components": components, "data": data})
 
 
 class Pipeline:
@@ -120,7 +133,7 @@ class Pipeline:
         """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
         defense = build_defense(ref.name, ref.args)
         args = {"name": ref.name, "args": _validated_args(ref)}
-        key = _short_hash([model_key(self._model_spec(parent_name)), args])
+        key = _short_hash([model_key(self._model_spec(parent_name)), args, data_fingerprints(args)])
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
         if not is_cached(name):
             log.info("applying %s to %s (cached afterwards as %s)", ref.name, parent_name, name)
@@ -445,8 +458,10 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
 def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
     """A component's args with defaults filled in, as stored (so the store can rebuild it exactly)."""
     if kind == "attack":
+        import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
         from tamperlab.attacks.base import ATTACKS as registry
     else:
+        import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
         from tamperlab.defenses.base import DEFENSES as registry
     return registry.validate_args(ref.name, ref.args)
 

@@ -345,3 +345,24 @@ def load_prompt_set(ref: DataRef) -> PromptSet:
         DataError: the file is missing, empty or malformed (the message names the file and row/column).
     """
     return load_source(ref.source).select(ref.split, ref.limit)
+
+
+def data_fingerprints(value: Any) -> list[str]:
+    """The content fingerprint of every prompt set named in ``value`` (a dumped spec or a component's args),
+    in a fixed order. Run ids and defense cache keys include them, so a changed data file or a new version of
+    a built-in set gives a new run and a new defended model, never results measured on the old prompts."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if set(node) == set(DataRef.model_fields):
+                found.append(load_prompt_set(DataRef(**node)).fingerprint())
+                return
+            for key in sorted(node):
+                walk(node[key])
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(value)
+    return found

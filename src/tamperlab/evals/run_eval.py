@@ -11,6 +11,7 @@ from pydantic import Field
 
 from tamperlab import provenance
 from tamperlab.config import EvalSpec, ModelSpec, Spec, spec_id
+from tamperlab.data.sets import data_fingerprints
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
 from tamperlab.models.loading import load_model, resolve_model_dir
 from tamperlab.store import Store
@@ -34,7 +35,8 @@ class EvalOutcome:
 
 
 def eval_run_id(spec: EvalRunSpec) -> str:
-    """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)."""
+    """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)
+    and the prompt sets' content fingerprints (so changed data gets a new id)."""
     model_dir, source = resolve_model_dir(spec.model.name)
     keyed = spec.model_copy(
         update={
@@ -43,7 +45,7 @@ def eval_run_id(spec: EvalRunSpec) -> str:
             )
         }
     )
-    return spec_id(keyed, prefix="eval-")
+    return spec_id(keyed, prefix="eval-", extra=data_fingerprints(spec.model_dump(mode="json")))
 
 
 def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOutcome:
