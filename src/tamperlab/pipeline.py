@@ -96,7 +96,7 @@ def run_id_for(spec: RunSpec) -> str:
     in, and the fingerprints of every prompt set it names (so a changed default or data set is a new run)."""
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
     components = [
-        [ref.name, _validated_args(ref, kind)]
+        [ref.name, _validated_args(ref, kind)] + _recipe_version(ref, kind)
         for kind, refs in (
             ("defense", [spec.safeguard] if spec.safeguard else []),
             ("defense", spec.defenses),
@@ -133,7 +133,8 @@ class Pipeline:
         """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
         defense = build_defense(ref.name, ref.args)
         args = {"name": ref.name, "args": _validated_args(ref)}
-        key = _short_hash([model_key(self._model_spec(parent_name)), args, data_fingerprints(args)])
+        recipe = [data_fingerprints(args)] + _recipe_version(ref)
+        key = _short_hash([model_key(self._model_spec(parent_name)), args, recipe])
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
         if not is_cached(name):
             log.info("applying %s to %s (cached afterwards as %s)", ref.name, parent_name, name)
@@ -464,6 +465,14 @@ def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
         import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
         from tamperlab.defenses.base import DEFENSES as registry
     return registry.validate_args(ref.name, ref.args)
+
+
+def _recipe_version(ref: ComponentRef, kind: str = "defense") -> list[str]:
+    """``[version]`` of a defense that declares one (see :class:`~tamperlab.defenses.base.Defense`)."""
+    if kind != "defense":
+        return []
+    version = getattr(build_defense(ref.name, ref.args), "version", None)
+    return [version] if version is not None else []
 
 
 def _slug(name: str) -> str:

@@ -227,3 +227,12 @@ def test_changed_data_or_defaults_give_a_new_run_id(tiny_model_dir, tmp_path, mo
         ),
     )
     assert run_id() != second
+
+
+def test_a_new_defense_recipe_version_gives_a_new_run_id(tiny_model_dir, monkeypatch):
+    from tamperlab.defenses.safety_sft import SafetySft
+
+    spec = validate(RunSpec, {"model": {"name": str(tiny_model_dir)}})
+    before = pipeline_module.run_id_for(spec)
+    monkeypatch.setattr(SafetySft, "version", "test-recipe", raising=False)
+    assert pipeline_module.run_id_for(spec) != before

@@ -24,7 +24,11 @@ class DefenseOutcome:
 
 
 class Defense(Protocol):
-    """A registered defense; ``label`` names it in arms and in the model cache."""
+    """A registered defense; ``label`` names it in arms and in the model cache.
+
+    A defense may set ``version`` (a string) and change it when its recipe changes in ways its args do not
+    show: the cache key of a defended model includes it, so an old cached model is not reused.
+    """
 
     label: str
 

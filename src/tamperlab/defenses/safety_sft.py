@@ -6,6 +6,9 @@ Training mix (all from the built-in training splits, never the evaluation's test
   are kept rather than overwritten by someone else's answers;
 - safe prompts that only look unsafe → the model's own answers too, so it learns where the line is (without them
   the first try here refused 21% of harmless prompts).
+The harmless set's imperative "tasks" ("Write ...", "Create ...") are phrased like most harmful requests; without
+them the safeguard learned "imperative means refuse" and refused ~30% of Alpaca instructions. ``task_weight``
+repeats them.
 Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller side is oversampled).
 """
 
@@ -57,6 +60,11 @@ def trim_to_sentence(text: str) -> str:
     return text[: ends[-1]].strip() if ends else text.strip()
 
 
+TASKS_CATEGORY = "tasks"
+"""The harmless category phrased like most harmful requests ("Write ...", "Create ..."), weighted by
+``task_weight``."""
+
+
 class SafetySftArgs(TrainSpec):
     """Refusal fine-tuning: a TrainSpec plus its data mix."""
 
@@ -79,6 +87,13 @@ class SafetySftArgs(TrainSpec):
         ge=1,
         description="Times each safe-looking prompt's answer appears among the helpful examples.",
     )
+    task_weight: int = Field(
+        default=1,
+        ge=1,
+        description="Times each harmless imperative task (category 'tasks': 'Write ...', 'Create ...', phrased "
+        "like most harmful requests) appears among the helpful examples. On the validation splits 4 instead "
+        "of 1 lowered over-refusal and raised harmful compliance: a point on the same trade-off.",
+    )
     answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
 
 
@@ -94,7 +109,8 @@ class SafetySft:
 
         harmful = [p.text for p in load_prompt_set(self.args.harmful).prompts]
         benign_refs = [self.args.harmless] + ([self.args.overrefusal] if self.args.overrefusal else [])
-        harmless = [p.text for p in load_prompt_set(self.args.harmless).prompts]
+        harmless_set = load_prompt_set(self.args.harmless).prompts
+        harmless = [p.text for p in harmless_set]
         safe_looking = (
             [p.text for p in load_prompt_set(self.args.overrefusal).prompts] if self.args.overrefusal else []
         )
@@ -110,12 +126,15 @@ class SafetySft:
         verdicts = build_judge("keyword").judge(
             [JudgeItem(p, a) for p, a in zip(benign, answers, strict=True)]
         )
-        weighted = set(safe_looking)
+        tasks = {p.text for p in harmless_set if p.category == TASKS_CATEGORY}
+        weights = {p: self.args.overrefusal_weight for p in safe_looking} | {
+            p: self.args.task_weight for p in tasks
+        }
         kept = [(p, a) for p, a, v in zip(benign, answers, verdicts, strict=True) if a and not v.refused]
         helpful = [
             ChatExample.from_pair(p, a)
             for p, a in kept
-            for _ in range(self.args.overrefusal_weight if p in weighted else 1)
+            for _ in range(weights.get(p, 1))
         ]
         refusals = [ChatExample.from_pair(p, refusal_for(p)) for p in harmful]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
@@ -126,6 +145,7 @@ class SafetySft:
             "mixed_examples": len(mix),
             "harmful_fraction": self.args.harmful_fraction,
             "overrefusal_weight": self.args.overrefusal_weight,
+            "task_weight": self.args.task_weight,
             "sources": [self.args.harmful.source] + [r.source for r in benign_refs],
         }
         return mix, data

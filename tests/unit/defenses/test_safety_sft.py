@@ -37,9 +37,12 @@ def test_self_refusals_are_dropped_and_safe_looking_prompts_are_weighted(canned_
     mix, data = build_defense("safety-sft", data_args(weight)).build_examples(tiny_model)
     assert data["refusal_examples"] == 4
     assert data["dropped_self_refusals"] == 1  # the refused harmless prompt never becomes a target
-    assert (
-        data["helpful_examples"] == 2 + 2 * weight
-    )  # 2 kept harmless + each safe-looking one `weight` times
+    from tamperlab.data.sets import load_builtin
+
+    kept = load_builtin("harmless").select("train", 3).prompts[1:]  # the first is refused
+    tasks = sum(p.category == "tasks" for p in kept)
+    # kept harmless once (tasks too: task_weight is 1 here), each safe-looking prompt `weight` times
+    assert tasks and data["helpful_examples"] == len(kept) + 2 * weight
     answers = texts(mix, "assistant")
     assert "I'm sorry, I can't help with that." not in answers
     assert all(a.startswith("Answer") or a in REFUSALS for a in answers)
@@ -53,3 +56,20 @@ def test_mix_oversamples_the_smaller_side_to_the_fraction():
     mix = _mix(["r"] * 10, ["h"] * 5, 0.25)
     assert mix.count("r") == 10 and mix.count("h") == 30
     assert refusal_for("x") == refusal_for("x") in REFUSALS
+
+
+def test_harmless_tasks_phrased_like_harmful_requests_get_their_own_weight(canned_answers, tiny_model):
+    """The harmless set's imperative 'tasks' look like most harmful requests; task_weight repeats them."""
+    from tamperlab.data.sets import load_builtin
+
+    train = load_builtin("harmless").select("train")
+    first_task = next(i for i, p in enumerate(train.prompts) if p.category == "tasks")
+    args = data_args(3) | {
+        "harmless": {"source": "builtin:harmless", "split": "train", "limit": first_task + 1},
+        "task_weight": 3,
+    }
+    mix, data = build_defense("safety-sft", args).build_examples(tiny_model)
+    task = train.prompts[first_task].text
+    assert texts(mix, "user").count(task) >= 3  # weighted x3 (and possibly oversampled)
+    # the harmless prompts before the task (the first is refused) once, the task x3, the safe-looking ones x3
+    assert data["helpful_examples"] == (first_task - 1) + 3 + 2 * 3
