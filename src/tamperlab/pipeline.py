@@ -35,6 +35,7 @@ from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
 from tamperlab.errors import DivergedError
 from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
+from tamperlab.evals.capability import Reference
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
 from tamperlab.models.loading import (
     DEFAULT_GGUF_FILE,
@@ -159,7 +160,7 @@ class Pipeline:
     def reference(self, model_name: str) -> Any:
         """A frozen copy of an attacked model's parent, for KL at every milestone (loaded once)."""
         if model_name not in self._references:
-            self._references[model_name] = load_model(self._model_spec(model_name)).model
+            self._references[model_name] = Reference(load_model(self._model_spec(model_name)).model)
         return self._references[model_name]
 
     def evaluate_model(self, model_name: str, model_id: str, reference_name: str | None) -> str:

@@ -80,7 +80,8 @@ def evaluate(
 
     Args:
         judges: prebuilt judges (built from the spec when None); the first is primary.
-        reference_model: a model sharing the tokenizer, for ``kl_from_reference``.
+        reference_model: a model sharing the tokenizer (or a :class:`~tamperlab.evals.capability.Reference`),
+            for ``kl_from_reference``.
         sets: preloaded prompt sets (loaded from the spec when None).
         system, prefill: a system prompt and a forced answer start (template and prefill attacks).
         template: a wrapper of the *harmful* requests only, ``{prompt}`` standing for the request (template

@@ -64,3 +64,23 @@ def test_kl_is_measured_on_the_first_pairs_and_the_nll_is_unchanged(tiny_model):
     assert both.kl > 0 and both.kl_responses == 3
     assert both.nll.nll == pytest.approx(alone.nll.nll, rel=1e-6)
     assert capability(m, tok, PAIRS, reference=m).kl == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_kept_reference_runs_once_and_gives_the_same_kl(tiny_model):
+    from tamperlab.evals.capability import Reference
+
+    m, tok = tiny_model.model, tiny_model.tokenizer
+    other = copy.deepcopy(m)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    calls = []
+    other.get_decoder().register_forward_hook(lambda *args: calls.append(1))
+    plain = capability(m, tok, PAIRS, reference=other, kl_limit=4, batch_size=2).kl
+    per_call = len(calls)
+    assert per_call > 0
+    kept = Reference(other)
+    first = capability(m, tok, PAIRS, reference=kept, kl_limit=4, batch_size=2).kl
+    second = capability(m, tok, PAIRS, reference=kept, kl_limit=4, batch_size=2).kl
+    assert first == pytest.approx(plain, rel=1e-6) and second == pytest.approx(plain, rel=1e-6)
+    assert len(calls) == 2 * per_call  # the plain call and the first kept call; the second reuses them
