@@ -45,6 +45,9 @@ def test_every_new_attack_runs_through_the_pipeline(tiny_model_dir, tmp_path, sh
                     "args": {
                         "n_train": 6,
                         "n_val": 6,
+                        # On a random tiny model, whether ablating a direction lowers the refusal score is
+                        # chance; these harmless prompts give one that does. The test is about the pipeline.
+                        "harmless": {"source": "builtin:harmless", "split": "test"},
                         "positions": 3,
                         "max_layer_fraction": 1.0,
                         "kl_bound": 1e9,

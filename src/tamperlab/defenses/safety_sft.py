@@ -131,11 +131,7 @@ class SafetySft:
             p: self.args.task_weight for p in tasks
         }
         kept = [(p, a) for p, a, v in zip(benign, answers, verdicts, strict=True) if a and not v.refused]
-        helpful = [
-            ChatExample.from_pair(p, a)
-            for p, a in kept
-            for _ in range(weights.get(p, 1))
-        ]
+        helpful = [ChatExample.from_pair(p, a) for p, a in kept for _ in range(weights.get(p, 1))]
         refusals = [ChatExample.from_pair(p, refusal_for(p)) for p in harmful]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
         data = {

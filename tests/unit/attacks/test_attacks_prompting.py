@@ -23,15 +23,18 @@ TINY_EVAL = EvalSpec(
 
 
 def spy_generate(model, monkeypatch):
-    """Record the token ids every ``model.generate`` call starts from."""
+    """Record the (left-padded) token ids every generation batch starts from."""
+    from tamperlab.evals import generation
+
     calls = []
-    real = model.generate
+    real = generation._greedy
 
-    def recording(*args, **kwargs):
-        calls.append(kwargs["input_ids"].clone())
-        return real(*args, **kwargs)
+    def recording(m, ids, *args, **kwargs):
+        if m is model:
+            calls.append(ids.clone())
+        return real(m, ids, *args, **kwargs)
 
-    monkeypatch.setattr(model, "generate", recording)
+    monkeypatch.setattr(generation, "_greedy", recording)
     return calls
 
 

@@ -22,7 +22,16 @@ from tamperlab.config import ModelSpec
 from tamperlab.errors import ConfigError
 from tamperlab.train.flops import forward_flops, matmul_parameter_count
 
-SMALL = {"n_train": 6, "n_val": 6, "positions": 3, "max_layer_fraction": 1.0, "batch_size": 4}
+SMALL = {
+    "n_train": 6,
+    "n_val": 6,
+    "positions": 3,
+    "max_layer_fraction": 1.0,
+    "batch_size": 4,
+    # On the random tiny model, whether ablating a direction lowers the refusal score is chance; these harmless
+    # prompts give directions that do, so the selection logic has something to select.
+    "harmless": {"source": "builtin:harmless", "split": "test"},
+}
 
 
 def unit(d: int, seed: int = 0) -> torch.Tensor:
