@@ -31,6 +31,15 @@ def _answer_logprobs(model, tok, pair):
     return logits[keep].log_softmax(-1), labels[keep]
 
 
+def _perturbed(model):
+    """A copy of ``model`` with small random changes to every weight (a different but related model)."""
+    other = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return other
+
+
 def test_nll_is_the_token_weighted_mean_over_answers(tiny_model):
     m, tok = tiny_model.model, tiny_model.tokenizer
     total = count = 0
@@ -47,10 +56,7 @@ def test_nll_is_the_token_weighted_mean_over_answers(tiny_model):
 
 def test_kl_is_measured_on_the_first_pairs_and_the_nll_is_unchanged(tiny_model):
     m, tok = tiny_model.model, tiny_model.tokenizer
-    other = copy.deepcopy(m)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    other = _perturbed(m)
     total = count = 0
     for pair in PAIRS[:3]:
         logp, _ = _answer_logprobs(m, tok, pair)
@@ -70,10 +76,7 @@ def test_a_kept_reference_runs_once_and_gives_the_same_kl(tiny_model):
     from tamperlab.evals.capability import Reference
 
     m, tok = tiny_model.model, tiny_model.tokenizer
-    other = copy.deepcopy(m)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    other = _perturbed(m)
     calls = []
     other.get_decoder().register_forward_hook(lambda *args: calls.append(1))
     plain = capability(m, tok, PAIRS, reference=other, kl_limit=4, batch_size=2).kl
