@@ -96,15 +96,11 @@ def run_id_for(spec: RunSpec) -> str:
     """Hash of the resolved spec with the model's identity, every component's args with their defaults filled
     in, and the fingerprints of every prompt set it names (so a changed default or data set is a new run)."""
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
+    defenses = ([spec.safeguard] if spec.safeguard else []) + spec.defenses
     components = [
-        [ref.name, _validated_args(ref, kind)] + _recipe_version(ref, kind)
-        for kind, refs in (
-            ("defense", [spec.safeguard] if spec.safeguard else []),
-            ("defense", spec.defenses),
-            ("attack", spec.attacks),
-        )
-        for ref in refs
-    ]
+        [ref.name, _validated_args(ref)] + _recipe_version(build_defense(ref.name, ref.args))
+        for ref in defenses
+    ] + [[ref.name, _validated_args(ref, "attack")] for ref in spec.attacks]
     data = data_fingerprints([spec.eval.model_dump(mode="json"), components])
     return spec_id(keyed, prefix="run-", extra={"components": components, "data": data})
 
@@ -134,7 +130,7 @@ class Pipeline:
         """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
         defense = build_defense(ref.name, ref.args)
         args = {"name": ref.name, "args": _validated_args(ref)}
-        recipe = [data_fingerprints(args)] + _recipe_version(ref)
+        recipe = [data_fingerprints(args)] + _recipe_version(defense)
         key = _short_hash([model_key(self._model_spec(parent_name)), args, recipe])
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
         if not is_cached(name):
@@ -468,11 +464,9 @@ def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
     return registry.validate_args(ref.name, ref.args)
 
 
-def _recipe_version(ref: ComponentRef, kind: str = "defense") -> list[str]:
+def _recipe_version(defense: Any) -> list[str]:
     """``[version]`` of a defense that declares one (see :class:`~tamperlab.defenses.base.Defense`)."""
-    if kind != "defense":
-        return []
-    version = getattr(build_defense(ref.name, ref.args), "version", None)
+    version = getattr(defense, "version", None)
     return [version] if version is not None else []
 
 

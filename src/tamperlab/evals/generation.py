@@ -11,6 +11,7 @@ batch's longest answer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -52,7 +53,8 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        size = -(-len(order) // -(-len(order) // batch_size)) if order else 1  # even batches
+        n_batches = max(1, math.ceil(len(order) / batch_size))
+        size = max(1, math.ceil(len(order) / n_batches))  # even batches: 100 at most 64 → 50 + 50
         for start in range(0, len(order), size):
             chunk = order[start : start + size]
             width = max(len(encoded[i]) for i in chunk)
