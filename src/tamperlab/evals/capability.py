@@ -46,8 +46,8 @@ class Reference:
     """A frozen reference model for KL that computes its answer-position log-probabilities once per batch.
 
     A run compares every milestone of an arm with the same parent on the same pairs; the parent's part of the
-    KL is the same each time, so it is kept (on the reference's device, about 0.3 GB for the default run's 24
-    pairs) rather than recomputed.
+    KL is the same each time, so it is kept (on the reference's device: answer tokens × vocabulary × 4 bytes)
+    rather than recomputed.
     """
 
     def __init__(self, model: Any) -> None:
