@@ -23,16 +23,18 @@ TINY_EVAL = EvalSpec(
 
 
 def spy_generate(model, monkeypatch):
-    """Record the (left-padded) token ids every generation batch starts from."""
+    """Record the token ids every generation batch starts from: the batch's shared prefix, then each row's own
+    (left-padded) tokens."""
     from tamperlab.evals import generation
 
     calls = []
     real = generation._greedy
 
-    def recording(m, ids, *args, **kwargs):
+    def recording(m, ids, *args, prefix=None, **kwargs):
         if m is model:
-            calls.append(ids.clone())
-        return real(m, ids, *args, **kwargs)
+            shared = prefix.expand(ids.shape[0], -1) if prefix is not None else ids[:, :0]
+            calls.append(torch.cat([shared, ids], dim=1))
+        return real(m, ids, *args, prefix=prefix, **kwargs)
 
     monkeypatch.setattr(generation, "_greedy", recording)
     return calls

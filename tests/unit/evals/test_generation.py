@@ -1,6 +1,6 @@
 """Batched generation gives exactly the text of one-prompt-at-a-time generation, in input order."""
 
-from tamperlab.evals.generation import generate
+from tamperlab.evals.generation import generate, shared_prefix_length
 
 PROMPTS = [
     "hi",
@@ -92,7 +92,38 @@ def test_batches_are_evened_out(tiny_model, monkeypatch):
     sizes = []
     real = generation._greedy
     monkeypatch.setattr(
-        generation, "_greedy", lambda model, ids, *a: sizes.append(ids.shape[0]) or real(model, ids, *a)
+        generation,
+        "_greedy",
+        lambda model, ids, *a, **k: sizes.append(ids.shape[0]) or real(model, ids, *a, **k),
     )
     generate(tiny_model.model, tiny_model.tokenizer, PROMPTS, max_new_tokens=2, batch_size=5)
     assert sizes == [4, 3]  # 7 prompts at most 5 per batch: 4 + 3, not 5 + 2
+
+
+def test_shared_prefix_length_leaves_every_row_a_token_of_its_own():
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2  # identical rows still keep their last token
+    assert shared_prefix_length([[1, 2], [3, 4]]) == 0
+    assert shared_prefix_length([[1, 2, 3]]) == 0  # one row: nothing to share
+
+
+def test_the_shared_prefix_runs_once_per_batch(tiny_model, monkeypatch):
+    """The chat template's common start is run once (batch 1) and every row's own tokens follow it; the text is
+    the one-prompt-at-a-time text (checked above and against transformers' generate)."""
+    from tamperlab.evals import generation
+    from tamperlab.models.chat import format_prompt
+
+    m, tok = tiny_model.model, tiny_model.tokenizer
+    seen = []
+    real = generation._greedy
+
+    def spy(model, ids, *a, prefix=None, **k):
+        seen.append((prefix, ids))
+        return real(model, ids, *a, prefix=prefix, **k)
+
+    monkeypatch.setattr(generation, "_greedy", spy)
+    generate(m, tok, PROMPTS, max_new_tokens=2, batch_size=len(PROMPTS))
+    ((prefix, ids),) = seen
+    encoded = [tok(format_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    assert prefix.shape == (1, shared_prefix_length(encoded)) and prefix.shape[1] > 0
+    assert ids.shape[1] == max(len(e) for e in encoded) - prefix.shape[1]

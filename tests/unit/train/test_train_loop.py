@@ -21,7 +21,7 @@ from tamperlab.train import (
     tokenize_chat,
     train,
 )
-from tamperlab.train.loop import count_batch
+from tamperlab.train.loop import _unlabelled_shared_prefix, count_batch
 
 EXAMPLES = [
     ChatExample.from_pair("How do I kill a Python process?", "Use the kill command with the process id."),
@@ -301,6 +301,7 @@ def test_unembedding_only_labelled_positions_gives_the_same_loss_and_gradients(t
     model = train(tiny_model, examples=EXAMPLES, spec=quick(mode=mode, max_steps=1), progress=False).model
     base = model.get_base_model() if mode == "lora" else model
     assert base.config.model_type == "llama"  # the fast path is the one tested
+    assert _unlabelled_shared_prefix(batch) > 0  # with the shared chat-template start run once
     params = [p for p in model.parameters() if p.requires_grad]
 
     fast = causal_lm_loss(model, batch, reduction="sum")
@@ -310,6 +311,22 @@ def test_unembedding_only_labelled_positions_gives_the_same_loss_and_gradients(t
     assert fast.item() == pytest.approx(slow.item(), rel=1e-5)
     for a, b in zip(fast_grads, slow_grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_shared_prefix_stops_at_the_first_difference_label_or_padding():
+    ids = torch.tensor([[1, 2, 3, 4, 5], [1, 2, 3, 6, 0], [1, 2, 3, 4, 7]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]])
+    unlabelled = torch.full_like(ids, -100)
+    assert _unlabelled_shared_prefix({"input_ids": ids, "labels": unlabelled, "attention_mask": mask}) == 3
+    labelled = unlabelled.clone()
+    labelled[1, 2] = 3  # position 1 predicts a label: it must run per row
+    assert _unlabelled_shared_prefix({"input_ids": ids, "labels": labelled, "attention_mask": mask}) == 1
+    left_padded = mask.clone()
+    left_padded[2, 0] = 0
+    assert _unlabelled_shared_prefix({"input_ids": ids, "labels": unlabelled, "attention_mask": left_padded}) == 0
+    same = {"input_ids": ids[:1].repeat(2, 1), "labels": unlabelled[:2]}
+    assert _unlabelled_shared_prefix(same) == 4  # identical rows keep their last position
+    assert _unlabelled_shared_prefix({"input_ids": ids[:1], "labels": unlabelled[:1]}) == 0
 
 
 def test_other_architectures_take_every_positions_logits(tiny_model, monkeypatch):
