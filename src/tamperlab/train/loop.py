@@ -451,11 +451,17 @@ def _scalar(value: Any) -> float:
     return float(value.detach().float().item()) if hasattr(value, "detach") else float(value)
 
 
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 class _Progress:
     """A rich progress bar with loss, tokens/s and MFU; a no-op when disabled or ``TAMPERLAB_QUIET`` is set.
 
     It is paused around milestone callbacks: rich allows one live display at a time, and an evaluation at a
-    milestone shows its own bars.
+    milestone shows its own bars. Its clock is the training time (the budget's seconds), which leaves the
+    evaluations out; rich's elapsed-time column would count them.
     """
 
     def __init__(self, enabled: bool, total: int, peak: float | None) -> None:
@@ -467,7 +473,7 @@ class _Progress:
 
     def __enter__(self) -> _Progress:
         if self.enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
             from tamperlab.progress import console as shared_console
 
@@ -475,12 +481,12 @@ class _Progress:
                 TextColumn("train"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TimeElapsedColumn(),
+                TextColumn("{task.fields[clock]}"),
                 TextColumn("{task.fields[stats]}"),
                 console=shared_console,
             )
             self._progress.__enter__()
-            self._task = self._progress.add_task("train", total=self._total, stats="")
+            self._task = self._progress.add_task("train", total=self._total, stats="", clock=_clock(0.0))
         return self
 
     def update(self, budget: Budget) -> None:
@@ -491,7 +497,7 @@ class _Progress:
         stats = f"loss {budget.loss:.4f}  {tps:,.0f} tok/s"
         if util is not None:
             stats += f"  MFU {util:.1%}"
-        self._progress.update(self._task, completed=budget.steps, stats=stats)
+        self._progress.update(self._task, completed=budget.steps, stats=stats, clock=_clock(budget.seconds))
 
     @contextmanager
     def paused(self) -> Iterator[None]:

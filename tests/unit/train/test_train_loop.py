@@ -343,3 +343,9 @@ def test_other_architectures_take_every_positions_logits(tiny_model, monkeypatch
     assert calls, "the general path runs the whole model (its forward, with the unembedding)"
     assert general == pytest.approx(fast, rel=1e-5)
     assert general == pytest.approx(_full_logits_loss(tiny_model.model, batch).item(), rel=1e-5)
+
+
+def test_progress_clock_formats_training_seconds():
+    from tamperlab.train.loop import _clock
+
+    assert _clock(0.0) == "0:00:00" and _clock(3725.9) == "1:02:05"
