@@ -168,6 +168,16 @@ class DefenseSummary:
     def reasons(self) -> list[str]:
         return [str(r) for r in self.entry.get("incoherent_reasons") or []]
 
+    @property
+    def over_refusing(self) -> bool:
+        """Refuses far more safe or harmless prompts than the undefended model before any attack (summaries
+        written before this flag existed have no such field: not flagged)."""
+        return bool(self.entry.get("over_refusing"))
+
+    @property
+    def over_refusing_reasons(self) -> list[str]:
+        return [str(r) for r in self.entry.get("over_refusing_reasons") or []]
+
     def row(self, attack: str) -> dict[str, Any] | None:
         """This defense's row for an attack label (the arm name without the defense part)."""
         return next((r for r in self.rows if r.get("attack") == attack), None)

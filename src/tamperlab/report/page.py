@@ -318,12 +318,14 @@ def _def_class(d: DefenseSummary, extra: str = "") -> str:
     return f' class="{classes}"' if classes else ""
 
 
+def _badges(d: DefenseSummary) -> str:
+    """The flags a defense's column heading carries: incoherent, over-refusing."""
+    out = ' <span class="badge incoherent">incoherent</span>' if d.incoherent else ""
+    return out + (' <span class="badge overrefusing">over-refuses</span>' if d.over_refusing else "")
+
+
 def _defense_heads(defenses: list[DefenseSummary]) -> str:
-    out = []
-    for d in defenses:
-        badge = ' <span class="badge incoherent">incoherent</span>' if d.incoherent else ""
-        out.append(f'<th{_def_class(d, "def")} scope="col">{e(d.label)}{badge}</th>')
-    return "".join(out)
+    return "".join(f'<th{_def_class(d, "def")} scope="col">{e(d.label)}{_badges(d)}</th>' for d in defenses)
 
 
 def _incoherent_cell(res: dict[str, Any] | None = None) -> str:
@@ -583,6 +585,15 @@ def _overview_table(defenses: list[DefenseSummary], criteria: dict[str, Any]) ->
         '<tr><th scope="row">coherent before any attack<span class="spread">incoherent rate and benign NLL '
         f"vs the criteria</span></th>{''.join(coherence)}</tr>"
     )
+    if any(d.over_refusing for d in defenses):
+        rise = criteria.get("overrefusal_rise_above")
+        rule = f"flagged more than {rise * 100:g} points above undefended" if is_number(rise) else "flagged"
+        rows.append(
+            '<tr><th scope="row">over-refusal before any attack<span class="spread">'
+            f"{e(rule)}</span></th>"
+            + "".join(f"<td{_def_class(d)}>{_over_refusal_cell(d)}</td>" for d in defenses)
+            + "</tr>"
+        )
     for family, label, attacks in _families(defenses):
         relation = _relation_of(defenses, family)
         badge = f' <span class="badge rel">{e(relation)}</span>' if relation else ""
@@ -627,6 +638,17 @@ def _overview_table(defenses: list[DefenseSummary], criteria: dict[str, Any]) ->
     )
 
 
+def _over_refusal_cell(d: DefenseSummary) -> str:
+    if not d.over_refusing:
+        return '<span class="muted">not flagged</span>'
+    reasons = "".join(f"<li>{e(r)}</li>" for r in d.over_refusing_reasons)
+    return (
+        f'<span class="badge overrefusing">over-refuses</span><ul class="reasons">{reasons}</ul>'
+        '<span class="spread">its resistance counts, but part of its safety is refusing what it should '
+        "answer</span>"
+    )
+
+
 def _generalization_brief(d: DefenseSummary) -> str:
     if d.incoherent:
         return '<span class="muted">incoherent: not counted</span>'
@@ -645,7 +667,7 @@ def _stability_table(
         '<tr><th>metric</th><th class="num">undefended</th>'
         + "".join(
             f'<th{_def_class(d, "def num")} scope="col">{e(d.label)}'
-            + (' <span class="badge incoherent">incoherent</span>' if d.incoherent else "")
+            + _badges(d)
             + "</th>"
             for d in defenses
         )
@@ -734,7 +756,7 @@ def _trainability_table(defenses: list[DefenseSummary]) -> str:
         '<tr><th>benign fine-tuning</th><th class="num">undefended</th>'
         + "".join(
             f'<th{_def_class(d, "def num")} scope="col">{e(d.label)}'
-            + (' <span class="badge incoherent">incoherent</span>' if d.incoherent else "")
+            + _badges(d)
             + "</th>"
             for d in defenses
         )

@@ -201,3 +201,23 @@ def test_two_variants_of_one_defense_are_told_apart():
     summary["defenses"].append(twin)
     labels = [d.label for d in immunization_defenses(summary)]
     assert labels == ["rep (m-rep)", "tar", "rep (m-rep2)"]
+
+
+def test_an_over_refusing_defense_is_flagged_in_both_renderings():
+    from tamperlab.report import page, terminal
+
+    summary = _summary()
+    summary["criteria"]["overrefusal_rise_above"] = 0.25
+    summary["defenses"][0] |= {
+        "over_refusing": True,
+        "over_refusing_reasons": ["over-refusal 90% vs undefended 15%"],
+    }
+    rep, tar = immunization_defenses(summary)
+    assert rep.over_refusing and not tar.over_refusing  # summaries from before the flag: not flagged
+    html = page._overview_table([rep, tar], summary["criteria"])
+    assert html.count("over-refuses</span>") == 2  # the column heading and the over-refusal row
+    assert "over-refusal 90% vs undefended 15%" in html and "flagged more than 25 points above undefended" in html
+    assert "over-refuses" not in page._defense_heads([tar])
+    text = terminal._coherence(rep).plain
+    assert text.startswith("coherent") and "OVER-REFUSES" in text and "90% vs undefended 15%" in text
+    assert "OVER-REFUSES" not in terminal._coherence(tar).plain
