@@ -108,8 +108,8 @@ def test_shared_prefix_length_leaves_every_row_a_token_of_its_own():
 
 
 def test_the_shared_prefix_runs_once_per_batch(tiny_model, monkeypatch):
-    """The chat template's common start is run once (batch 1) and every row's own tokens follow it; the text is
-    the one-prompt-at-a-time text (checked above and against transformers' generate)."""
+    """The chat template's common start is run once (batch 1) and every row's own tokens follow it; the text
+    is the one-prompt-at-a-time text (checked above and against transformers' generate)."""
     from tamperlab.evals import generation
     from tamperlab.models.chat import format_prompt
 

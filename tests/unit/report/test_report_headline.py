@@ -216,7 +216,8 @@ def test_an_over_refusing_defense_is_flagged_in_both_renderings():
     assert rep.over_refusing and not tar.over_refusing  # summaries from before the flag: not flagged
     html = page._overview_table([rep, tar], summary["criteria"])
     assert html.count("over-refuses</span>") == 2  # the column heading and the over-refusal row
-    assert "over-refusal 90% vs undefended 15%" in html and "flagged more than 25 points above undefended" in html
+    assert "over-refusal 90% vs undefended 15%" in html
+    assert "flagged more than 25 points above undefended" in html
     assert "over-refuses" not in page._defense_heads([tar])
     text = terminal._coherence(rep).plain
     assert text.startswith("coherent") and "OVER-REFUSES" in text and "90% vs undefended 15%" in text

@@ -323,7 +323,8 @@ def test_shared_prefix_stops_at_the_first_difference_label_or_padding():
     assert _unlabelled_shared_prefix({"input_ids": ids, "labels": labelled, "attention_mask": mask}) == 1
     left_padded = mask.clone()
     left_padded[2, 0] = 0
-    assert _unlabelled_shared_prefix({"input_ids": ids, "labels": unlabelled, "attention_mask": left_padded}) == 0
+    left = {"input_ids": ids, "labels": unlabelled, "attention_mask": left_padded}
+    assert _unlabelled_shared_prefix(left) == 0
     same = {"input_ids": ids[:1].repeat(2, 1), "labels": unlabelled[:2]}
     assert _unlabelled_shared_prefix(same) == 4  # identical rows keep their last position
     assert _unlabelled_shared_prefix({"input_ids": ids[:1], "labels": unlabelled[:1]}) == 0
