@@ -113,6 +113,22 @@ def test_the_shipped_immunization_run_specs_validate(name):
     assert quick.defenses == study.defenses  # the two share the cached defended models
 
 
+def test_the_shipped_cpu_repnoise_spec_validates_and_shares_the_studys_defended_model():
+    import tamperlab.attacks.builtin  # noqa: F401  (registers the attacks)
+    import tamperlab.defenses.builtin  # noqa: F401  (registers the defenses)
+    from tamperlab.attacks.base import ATTACKS
+    from tamperlab.defenses.base import DEFENSES
+
+    spec = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml")
+    study = load_spec(RunSpec, ROOT / "configs" / "immunization_study.yaml")
+    (repnoise,) = spec.defenses
+    DEFENSES.validate_args(repnoise.name, repnoise.args)
+    assert repnoise == next(d for d in study.defenses if d.name == "repnoise")
+    assert {a.args["mode"] for a in spec.attacks} == {"full", "lora"}
+    for ref in spec.attacks:
+        ATTACKS.validate_args(ref.name, ref.args)
+
+
 def test_the_shipped_repnoise_grid_expands():
     from tamperlab.sweep.grid import expand, load_grid
 
