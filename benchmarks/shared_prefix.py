@@ -1,13 +1,13 @@
 """Running the chat template's shared start once per batch, against running it for every row, on the default
 model: in generation and in one training step (forward and backward of the loss).
 
-    python benchmarks/shared_prefix.py              # 64 prompts x 64 new tokens; a batch of 8 examples; 2 rounds
+    python benchmarks/shared_prefix.py     # 64 prompts x 64 new tokens; a batch of 8 examples; 2 rounds
 
-Every prompt starts with the template's system turn and user header (about 25 of a typical prompt's 43 tokens
-with the default model). Generation runs that once per batch and repeats its KV cache for every row
-(``evals/generation.py``); the training loss does the same for a batch's unlabelled shared start
-(``label_logits`` in ``train/loop.py``). "plain" is the same code with the shared length forced to 0, which is
-what both did before. The two alternate, in one process, so machine noise hits both.
+Every prompt starts with the template's system turn and user header (it prints how many tokens that is).
+Generation runs that once per batch and repeats its KV cache for every row (``evals/generation.py``); the
+training loss does the same for a batch's unlabelled shared start (``label_logits`` in ``train/loop.py``).
+"plain" is the same code with the shared length forced to 0, which is what both did before. The two alternate,
+in one process, so machine noise hits both.
 """
 
 from __future__ import annotations
@@ -83,11 +83,18 @@ def main() -> None:
     finally:
         generation.shared_prefix_length, loop._unlabelled_shared_prefix = real
 
+    from tamperlab.models.chat import format_prompt
+
+    encoded = [tok(format_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in prompts]
     shared = loop._unlabelled_shared_prefix(batch)
-    print(f"generation: {len(prompts)} prompts, {args.new_tokens} new tokens, greedy, one batch")
     print(
-        f"training: {tuple(batch['input_ids'].shape)} batch, {int(batch['attention_mask'].sum())} real tokens, "
-        f"{shared} shared unlabelled tokens per row"
+        f"generation: {len(prompts)} prompts, {args.new_tokens} new tokens, greedy, one batch; prompts "
+        f"{statistics.mean(len(e) for e in encoded):.1f} tokens on average, "
+        f"{generation.shared_prefix_length(encoded)} shared"
+    )
+    print(
+        f"training: {tuple(batch['input_ids'].shape)} batch, {int(batch['attention_mask'].sum())} real "
+        f"tokens, {shared} shared unlabelled tokens per row"
     )
     for way in ways:
         print(

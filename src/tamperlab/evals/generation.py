@@ -3,10 +3,10 @@
 Prompts are sorted by token length and batched, so a batch holds prompts of (nearly) equal length and padding is
 small; they are left-padded, with a KV cache, and greedy decoding. Results come back in the input order.
 
-The tokens every prompt of a batch starts with (the chat template's system turn and user header, about 25 of a
-typical prompt's 43 tokens with the default model) are run once for the batch and their KV cache is shared by
-every row: the rows' own tokens follow it, left-padded, with position ids that continue after it. Same
-attention, same positions, so the same text; the prompt pass costs only what differs.
+The tokens every prompt of a batch starts with (the chat template's system turn and user header;
+``benchmarks/shared_prefix.py`` prints how many for the default model) are run once for the batch and their KV
+cache is shared by every row: the rows' own tokens follow it, left-padded, with position ids that continue
+after it. Same attention, same positions, so the same text; the prompt pass costs only what differs.
 
 The decoding loop is our own rather than ``model.generate``: it does the same greedy steps (same position ids,
 same mask), but drops a row from the batch and its KV cache as soon as that row has ended, so the steps after

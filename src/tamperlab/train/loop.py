@@ -237,10 +237,10 @@ def label_logits(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
     take the same path: their adapters sit inside the decoder.
 
     On that path, the leading tokens every row shares and none of them labels (the chat template's system turn
-    and user header: about 25 tokens of a typical 70-130 token example with the default model) run once, for
-    one row, and their keys and values are repeated for the others; the rows' own tokens attend to them as
-    before. Same attention, same positions, so the same loss; gradients through the repeat sum over the rows,
-    as they would over separate copies.
+    and user header) run once, for one row, and their keys and values are repeated for the others; the rows'
+    own tokens attend to them as before. Same attention, same positions, so the same loss; gradients through
+    the repeat sum over the rows, as they would over separate copies. (With dropout on, which the default
+    model and LoRA setting do not use, the shared positions would share one dropout mask.)
     """
     import torch.nn.functional as F
 
