@@ -3,7 +3,7 @@
 import pytest
 
 from tamperlab.defenses import build_defense
-from tamperlab.defenses.safety_sft import REFUSALS, _mix, refusal_for
+from tamperlab.defenses.safety_sft import REFUSALS, _balance_phrasing, _mix, is_question, refusal_for
 
 
 def data_args(weight: int = 1) -> dict:
@@ -51,6 +51,15 @@ def test_self_refusals_are_dropped_and_safe_looking_prompts_are_weighted(canned_
     assert refusals / len(answers) == pytest.approx(0.5, abs=0.1)
 
 
+def test_every_taught_refusal_is_a_refusal_to_the_standard_keyword_judge():
+    """Otherwise the keyword judge, beside the embedding judge, counts the safeguard's own refusals as
+    compliance (it did: 46% against 16% on one validation run)."""
+    from tamperlab.evals.judges.keyword import KeywordJudge
+
+    judge = KeywordJudge()
+    assert [r for r in REFUSALS if judge.matched_phrase(r) is None] == []
+
+
 def test_mix_oversamples_the_smaller_side_to_the_fraction():
     assert len(_mix(["r"] * 2, ["h"] * 6, 0.5)) == 12
     mix = _mix(["r"] * 10, ["h"] * 5, 0.25)
@@ -73,3 +82,41 @@ def test_harmless_tasks_phrased_like_harmful_requests_get_their_own_weight(canne
     assert texts(mix, "user").count(task) >= 3  # weighted x3 (and possibly oversampled)
     # the harmless prompts before the task (the first is refused) once, the task x3, the safe-looking ones x3
     assert data["helpful_examples"] == (first_task - 1) + 3 + 2 * 3
+
+
+@pytest.mark.parametrize(
+    ("prompt", "question"),
+    [
+        ("How do I kill a Python process?", True),
+        ("What's the capital of Peru", True),
+        ("Don't use jargon: explain inflation.", False),
+        ("Can you explain what ransomware is", True),
+        ("  where is Lima?", True),
+        ("Write a short poem about rain.", False),
+        ("Give me a checklist for moving into a new flat.", False),
+        ("Explain why the sky is blue?", True),
+        ("", False),
+    ],
+)
+def test_is_question(prompt, question):
+    assert is_question(prompt) is question
+
+
+def test_balance_phrasing_makes_questions_and_instructions_half_each():
+    pairs = [("How do I x?", "a")] + [(f"Write {i}.", "b") for i in range(5)]
+    balanced = _balance_phrasing(pairs)
+    assert len(balanced) == 10
+    assert sum(is_question(p) for p, _ in balanced) == 5
+    assert set(balanced) == set(pairs)  # oversampling only: nothing new, nothing dropped
+    only_questions = [("Why?", "a"), ("How?", "b")]
+    assert _balance_phrasing(only_questions) == only_questions
+
+
+def test_balanced_mix_is_recorded(canned_answers, tiny_model):
+    mix, data = build_defense("safety-sft", data_args() | {"balance_phrasing": True}).build_examples(tiny_model)
+    assert data["balance_phrasing"] is True
+    # the first 4 harmful prompts hold 1 question; the kept harmless and safe-looking ones 3 questions, 1 task
+    assert data["question_share"] == {"refusals": 0.5, "helpful": 0.5}
+    users = texts(mix, "user")
+    refused = [u for u, a in zip(users, texts(mix, "assistant"), strict=True) if a in REFUSALS]
+    assert sum(is_question(u) for u in refused) / len(refused) == pytest.approx(0.5, abs=0.1)
