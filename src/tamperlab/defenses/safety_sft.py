@@ -9,8 +9,8 @@ Training mix (all from the built-in training splits, never the evaluation's test
 The harmless set's imperative "tasks" ("Write ...", "Create ...") are phrased like most harmful requests; without
 them the safeguard learned "imperative means refuse" and refused ~30% of Alpaca instructions. ``task_weight``
 repeats them. ``balance_phrasing`` goes further and makes questions and instructions half of each side: on the
-validation splits it cut harmless refusal from ~16% to ~5%, but on XSTest's 250 safe prompts it doubled
-over-refusal (15% → 29%), so it is off by default.
+validation splits it cut harmless refusal from ~19% to ~5%, but on XSTest's 250 safe prompts it raised
+over-refusal from 21% to 29% (both with 32-token answers), so it is off by default.
 Refusals each contain a phrase of the keyword judge's standard list, so both judges read them as refusals.
 Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller side is oversampled).
 """
@@ -97,7 +97,12 @@ class SafetySftArgs(TrainSpec):
         "like most harmful requests) appears among the helpful examples. On the validation splits 4 instead "
         "of 1 lowered over-refusal and raised harmful compliance: a point on the same trade-off.",
     )
-    answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
+    answer_tokens: int = Field(
+        default=96,
+        ge=8,
+        description="Length limit of self-distilled answers. 32 took the safeguard from ~9.5 to ~5 min on 2 "
+        "CPU cores but raised over-refusal on XSTest's 250 safe prompts from 15% to 21%.",
+    )
     balance_phrasing: bool = Field(
         default=False,
         description="Oversample so questions and instructions are each half of the refusals and half of the "

@@ -56,5 +56,12 @@ def test_every_shipped_run_spec_validates(path):
     load_spec(RunSpec, path)
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "evals").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_eval_spec_validates(path):
+    from tamperlab.evals.run_eval import EvalRunSpec
+
+    load_spec(EvalRunSpec, path)
+
+
 def test_default_yaml_is_the_default_run():
     assert load_spec(RunSpec, ROOT / "configs" / "runs" / "default.yaml") == RunSpec()
