@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -112,8 +113,14 @@ def spec_id(spec: Spec, prefix: str = "", extra: Any = None) -> str:
     return f"{prefix}{digest}"
 
 
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _parse_value(text: str) -> Any:
-    """Parse an override value as YAML, so '3e-5', 'true', '[1,2]' get their natural types."""
+    """Parse an override value as YAML, so '3e-5', 'true', '[1,2]' get their natural types (YAML 1.1 reads
+    '3e-5', without a dot, as a string)."""
+    if _EXPONENT_NUMBER.fullmatch(text.strip()):
+        return float(text)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:
@@ -121,23 +128,39 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply dotted ``key=value`` overrides (torchtune style) to a nested dict."""
+    """Apply dotted ``key=value`` overrides (torchtune style) to a nested dict; a number indexes a list
+    (``defenses.0.args.max_steps=20``)."""
     data = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
         key, value = item.split("=", 1)
-        node = data
+        node: Any = data
         parts = key.split(".")
         for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {key!r}: {part!r} is not a mapping")
-            node = child
-        node[parts[-1]] = _parse_value(value)
+            node = _descend(node, part, key)
+        last = _index(node, parts[-1], key) if isinstance(node, list) else parts[-1]
+        node[last] = _parse_value(value)
     return data
+
+
+def _index(items: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(f"override {key!r}: {part!r} is not an index of a list of {len(items)}")
+    return int(part)
+
+
+def _descend(node: dict | list, part: str, key: str) -> dict | list:
+    """The child ``part`` of ``node`` (a missing mapping key becomes an empty mapping)."""
+    if isinstance(node, list):
+        child = node[_index(node, part, key)]
+    else:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+    if not isinstance(child, dict | list):
+        raise ConfigError(f"override {key!r}: {part!r} is neither a mapping nor a list")
+    return child
 
 
 def validate(model: type[S], data: dict[str, Any], source: str = "spec") -> S:

@@ -16,6 +16,16 @@ def test_override_keeps_sibling_defaults():
     assert spec.safeguard.name == "safety-sft" and spec.safeguard.args == {"max_steps": 5}
 
 
+def test_a_number_indexes_a_list():
+    spec = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml", ["defenses.0.args.paired_refusals=true"])
+    assert spec.defenses[0].args["paired_refusals"] is True and spec.defenses[0].args["max_steps"] == 40
+    spec = load_spec(RunSpec, None, ["attacks.1.args.learning_rate=1e-3"])
+    assert spec.attacks[1].args == {"mode": "lora", "learning_rate": 1e-3}
+    for bad in ("attacks.2.args.mode=full", "attacks.x.args.mode=full", "seeds.0.x=1"):
+        with pytest.raises(ConfigError, match=r"override"):
+            load_spec(RunSpec, None, [bad])
+
+
 def test_values_are_parsed_as_yaml():
     spec = load_spec(RunSpec, None, ["seeds=[0,1,2]", "milestones=[0,2,4]", "keep_checkpoints=true"])
     assert spec.seeds == [0, 1, 2] and spec.milestones == [0, 2, 4] and spec.keep_checkpoints is True
