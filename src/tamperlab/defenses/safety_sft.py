@@ -112,7 +112,7 @@ class SafetySftArgs(TrainSpec):
 
 
 class SafetySft:
-    version = "2"  # 2: refusal phrasings the keyword judge recognises (the cache key must not reuse version 1)
+    version = "2"  # 2: refusals the keyword judge recognises (so cached version-1 safeguards are not reused)
 
     def __init__(self, args: SafetySftArgs) -> None:
         self.args = args
@@ -190,7 +190,7 @@ _QUESTION_OPENERS = frozenset(
 def is_question(prompt: str) -> bool:
     """A prompt phrased as a question (ends with '?' or opens with an interrogative or auxiliary verb)."""
     text = prompt.strip()
-    first = text.split(maxsplit=1)[0].lower().strip(",.:;!?\"'").split("'")[0] if text else ""  # what's → what
+    first = text.split(maxsplit=1)[0].lower().strip(",.:;!?\"'").split("'")[0] if text else ""  # what's: what
     return text.endswith("?") or first in _QUESTION_OPENERS
 
 

@@ -113,7 +113,8 @@ def test_balance_phrasing_makes_questions_and_instructions_half_each():
 
 
 def test_balanced_mix_is_recorded(canned_answers, tiny_model):
-    mix, data = build_defense("safety-sft", data_args() | {"balance_phrasing": True}).build_examples(tiny_model)
+    defense = build_defense("safety-sft", data_args() | {"balance_phrasing": True})
+    mix, data = defense.build_examples(tiny_model)
     assert data["balance_phrasing"] is True
     # the first 4 harmful prompts hold 1 question; the kept harmless and safe-looking ones 3 questions, 1 task
     assert data["question_share"] == {"refusals": 0.5, "helpful": 0.5}
