@@ -100,7 +100,7 @@ class SafetySftArgs(TrainSpec):
     answer_tokens: int = Field(
         default=96,
         ge=8,
-        description="Length limit of self-distilled answers. 32 took the safeguard from ~9.5 to ~5 min on 2 "
+        description="Length limit of self-distilled answers. 32 took the safeguard from 8.2 to 5.1 min on 2 "
         "CPU cores but raised over-refusal on XSTest's 250 safe prompts from 15% to 21%.",
     )
     balance_phrasing: bool = Field(
