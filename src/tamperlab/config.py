@@ -229,6 +229,13 @@ class BreakCostSpec(Spec):
         description="Capability retained = benign NLL at most (1 + this) x the attacked model's parent's NLL"
         " (for a defended model: the higher of its own and the undefended model's NLL).",
     )
+    stop_when_broken: bool = Field(
+        default=True,
+        description="End a trajectory (one arm, one seed) at the first milestone where it is broken: later"
+        " milestones cannot lower its break cost, the smallest budget that breaks it. false trains and"
+        " evaluates every milestone, for the whole curve. Arms that measure trainability (benign-sft) always"
+        " run every milestone.",
+    )
 
 
 def _default_attacks() -> list[ComponentRef]:

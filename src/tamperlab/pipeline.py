@@ -5,6 +5,10 @@ soon as it is measured; a run that is killed and started again skips the milesto
 training trajectory is replayed deterministically from its seed up to the last milestone, and only missing
 milestones are evaluated), so nothing is duplicated and nothing measured is lost.
 
+A trajectory ends at the first milestone that breaks it (``break_cost.stop_when_broken``, on by default): the
+break cost is the smallest budget that breaks, so later milestones cannot change it, and the default run's full
+fine-tuning attack, broken within 2 of its 8 steps, would otherwise spend most of its time past the answer.
+
 Arms: every variant (the safeguarded model, "undefended", and each defense applied to it) × every attack.
 
 A run can be split across processes that share one store (e.g. several on one GPU): ``shard=(k, n)`` prepares
@@ -63,6 +67,10 @@ class Variant:
     model_id: str  # id in the store's models table
     eval_id: str  # its evaluation before any attack
     defense: dict | None
+
+
+class _Broken(Exception):
+    """Raised from a milestone callback to end a trajectory whose break cost is settled."""
 
 
 @dataclass
@@ -220,11 +228,16 @@ class Pipeline:
                 out.append((f"{variant.label}/{label}", variant, attack, ref))
         return out
 
-    def trajectory(self, arm: str, variant: Variant, attack: Any, seed: int) -> None:
-        """Attack one variant with one seed, committing each milestone as it is measured."""
+    def trajectory(
+        self, arm: str, variant: Variant, attack: Any, seed: int, references: list[str]
+    ) -> None:
+        """Attack one variant with one seed, committing each milestone as it is measured, until the last
+        milestone or (``stop_when_broken``) the first that breaks it. ``references``: the evaluations whose
+        benign NLL bounds capability (see :func:`save_break_costs`)."""
         milestones = self.spec.milestones
         done = self.store.completed_steps(self.run_id, arm, seed)
-        if set(milestones) <= done:
+        stops = stops_when_broken(self.spec, attack)
+        if trajectory_finished(self.store, self.run_id, self.spec, arm, seed, references, stops):
             return
         loaded = load_model(self._model_spec(variant.model_name))
         reference = self.reference(variant.model_name)
@@ -279,8 +292,13 @@ class Pipeline:
                 model=model_ref,
                 evaluation=evaluation,
             )
+            if stops and seed_break_cost(self.store, self.run_id, self.spec, arm, seed, references)["broken"]:
+                raise _Broken(budget.steps)
 
-        attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
+        try:
+            attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
+        except _Broken as broken:
+            log.info("%s, seed %d: broken at step %s, where its trajectory ends", arm, seed, broken.args[0])
 
     # -- the whole run ---------------------------------------------------------------------------------------
 
@@ -326,15 +344,15 @@ class Pipeline:
             variants, arms = self._prepare()
             pairs = [(arm, seed) for arm, *_ in arms for seed in self.spec.seeds]
             by_arm = {arm: (variant, attack) for arm, variant, attack, _ in arms}
+            references = {arm: [variant.eval_id, variants[0].eval_id] for arm, variant, *_ in arms}
             for i, (arm, seed) in enumerate(pairs):
                 if self.shard is None or i % self.shard[1] == self.shard[0]:
                     log.info("attacking: %s, seed %d", arm, seed)
-                    self.trajectory(arm, *by_arm[arm], seed)
+                    self.trajectory(arm, *by_arm[arm], seed, references[arm])
             if self.shard is not None:  # the final run without a shard measures and summarizes
                 return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
-            for arm, variant, *_ in arms:
-                references = [variant.eval_id, variants[0].eval_id]
-                save_break_costs(self.store, self.run_id, self.spec, arm, references)
+            for arm, *_ in arms:
+                save_break_costs(self.store, self.run_id, self.spec, arm, references[arm])
             save_summaries(self.store, self.run_id, self.spec, variants)
         except DivergedError as exc:
             self.store.finish_run(
@@ -365,31 +383,50 @@ def save_break_costs(
     So a defense that lowered benign NLL is not credited with "resistance" that only comes from a stricter
     bound: the attacker need not end up more capable than the model released without the defense.
     """
-    nlls = [(store.metrics(e).get("benign_nll") or {}).get("value") for e in reference_eval_ids]
-    parent_nll = max((v for v in nlls if v is not None), default=None)
-    rows = store.milestones(run_id, arm)
     per_seed = []
-    bc = spec.break_cost
     for seed in spec.seeds:
-        points = [
-            Point(
-                r["step"],
-                r["examples"],
-                r["tokens"],
-                r["flops"],
-                r["seconds"],
-                r["harmful_compliance_rate"],
-                r.get("benign_nll"),
-            )
-            for r in rows
-            if r["seed"] == seed
-        ]
-        cost = break_cost(
-            points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
-        )
+        cost = seed_break_cost(store, run_id, spec, arm, seed, reference_eval_ids)
         store.save_break_cost(run_id, arm, seed, cost)
         per_seed.append(cost)
     store.save_break_cost(run_id, arm, -1, aggregate_seeds(per_seed))
+
+
+def seed_break_cost(
+    store: Store, run_id: str, spec: RunSpec, arm: str, seed: int, reference_eval_ids: list[str]
+) -> dict[str, Any]:
+    """Break cost of one trajectory from the milestones stored so far (see :func:`save_break_costs`)."""
+    nlls = [(store.metrics(e).get("benign_nll") or {}).get("value") for e in reference_eval_ids]
+    parent_nll = max((v for v in nlls if v is not None), default=None)
+    points = [
+        Point(
+            r["step"],
+            r["examples"],
+            r["tokens"],
+            r["flops"],
+            r["seconds"],
+            r["harmful_compliance_rate"],
+            r.get("benign_nll"),
+        )
+        for r in store.milestones(run_id, arm)
+        if r["seed"] == seed
+    ]
+    bc = spec.break_cost
+    return break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+
+
+def stops_when_broken(spec: RunSpec, attack: Any) -> bool:
+    """Whether an arm's trajectories end at the milestone that breaks them."""
+    return spec.break_cost.stop_when_broken and not getattr(attack, "full_trajectory", False)
+
+
+def trajectory_finished(
+    store: Store, run_id: str, spec: RunSpec, arm: str, seed: int, references: list[str], stops: bool
+) -> bool:
+    """Every milestone stored, or (``stops``) a stored milestone already breaks it."""
+    done = store.completed_steps(run_id, arm, seed)
+    if set(spec.milestones) <= done:
+        return True
+    return stops and bool(done) and seed_break_cost(store, run_id, spec, arm, seed, references)["broken"]
 
 
 def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Variant]) -> None:
@@ -414,8 +451,9 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
     """Break costs and summaries of a stored run from what the store holds, training nothing (a run cut
     short).
 
-    Uses the run's own stored spec. Arms whose every seed reached every milestone get break costs; the others
-    are returned, left out, and read "missing" in the immunization summary. The run's status is not changed.
+    Uses the run's own stored spec. Arms whose every seed finished (reached every milestone, or the one that
+    breaks it) get break costs; the others are returned, left out, and read "missing" in the immunization
+    summary. The run's status is not changed.
     """
     from tamperlab.config import validate
 
@@ -423,7 +461,6 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
     if record is None:
         raise ValueError(f"run {run_id} is not in the store")
     spec = validate(RunSpec, record["spec"], f"run {run_id}")
-    wanted = {(seed, step) for seed in spec.seeds for step in spec.milestones}
     variants: dict[str, Variant] = {}
     incomplete = []
     arms = store.arms(run_id)
@@ -439,11 +476,13 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
                 f"{run_id}/{arm['parent_model_id']}",
                 arm["defense"],
             )
-        done = {(r["seed"], r["step"]) for r in store.milestones(run_id, arm["arm"])}
-        if wanted <= done:
-            references = [variants[label].eval_id]
-            if undefended is not None:
-                references.append(f"{run_id}/{undefended['parent_model_id']}")
+        references = [variants[label].eval_id]
+        if undefended is not None:
+            references.append(f"{run_id}/{undefended['parent_model_id']}")
+        stops = stops_when_broken(spec, build_attack(arm["attack"]["name"], arm["attack"]["args"]))
+        if all(
+            trajectory_finished(store, run_id, spec, arm["arm"], seed, references, stops) for seed in spec.seeds
+        ):
             save_break_costs(store, run_id, spec, arm["arm"], references)
         else:
             incomplete.append(arm["arm"])

@@ -164,6 +164,78 @@ def test_summarize_cli_reports_a_run_cut_short(tiny_model_dir, tmp_path):
     assert missing.exit_code != 0 and "run-nope" in missing.output
 
 
+def broken_after_training(monkeypatch) -> dict:
+    """Every evaluation after the base and safeguarded models reads as fully compliant with capability kept;
+    counts them all (``counted["n"]``)."""
+    real_evaluate = pipeline_module.evaluate
+    counted = {"n": 0}
+
+    def evaluate(*args, **kwargs):
+        counted["n"] += 1
+        result = real_evaluate(*args, **kwargs)
+        if counted["n"] > 2:
+            result.metric("harmful_compliance_rate")["value"] = 1.0
+            result.metric("benign_nll")["value"] = 0.0
+        return result
+
+    monkeypatch.setattr(pipeline_module, "evaluate", evaluate)
+    return counted
+
+
+def steps_by_arm(store, run_id) -> dict:
+    out: dict = {}
+    for row in store.milestones(run_id):
+        out.setdefault(row["arm"], []).append(row["step"])
+    return {arm: sorted(steps) for arm, steps in out.items()}
+
+
+def test_a_trajectory_ends_at_the_milestone_that_breaks_it(tiny_model_dir, tmp_path, monkeypatch):
+    counted = broken_after_training(monkeypatch)
+    benign = {"name": "benign-sft", "args": {**TRAIN, "n_examples": 4}}
+    spec = tiny_spec(tiny_model_dir, attacks=tiny_spec(tiny_model_dir).model_dump()["attacks"] + [benign])
+    store = Store(tmp_path / "s.sqlite")
+    run_id = Pipeline(spec, store).execute().run_id
+
+    assert steps_by_arm(store, run_id) == {
+        "undefended/harmful-sft-full": [0, 1],
+        "undefended/harmful-sft-lora": [0, 1],
+        "undefended/benign-sft-full": [0, 1, 2],  # trainability: every milestone, broken or not
+    }
+    assert counted["n"] == 2 + 1 + 1 + 2
+    costs = {c["arm"]: c for c in store.break_costs(run_id) if c["seed"] == -1}
+    assert all(c["broken"] for c in costs.values()) and len(costs) == 3
+    # the milestone after the break would not have changed it: the smallest budget is between 0 and 1
+    assert 0 < costs["undefended/harmful-sft-full"]["steps"] <= 1
+
+    counted["n"] = 0  # the next run evaluates its base and safeguarded models first again
+    whole = tiny_spec(tiny_model_dir, break_cost={"stop_when_broken": False})
+    whole_id = Pipeline(whole, store).execute().run_id
+    assert whole_id != run_id
+    assert set(map(tuple, steps_by_arm(store, whole_id).values())) == {(0, 1, 2)}
+    whole_costs = [c for c in store.break_costs(whole_id) if c["seed"] == -1]
+    assert sorted(c["steps"] for c in whole_costs) == sorted(
+        costs[a]["steps"] for a in ("undefended/harmful-sft-full", "undefended/harmful-sft-lora")
+    )
+
+
+def test_a_trajectory_ended_by_its_break_is_finished_for_resume_and_summarize(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    from tamperlab.pipeline import summarize_stored
+
+    counted = broken_after_training(monkeypatch)
+    spec = tiny_spec(tiny_model_dir)
+    store = Store(tmp_path / "s.sqlite")
+    run_id = Pipeline(spec, store, shard=(0, 1)).execute().run_id  # measures, leaves the summary
+    assert not store.break_costs(run_id)
+    assert summarize_stored(store, run_id) == []  # both arms finished at step 1
+    assert len([c for c in store.break_costs(run_id) if c["broken"]]) == 4  # 2 arms x (seed 0, median)
+
+    evaluated = counted["n"]
+    assert Pipeline(spec, store).execute().status == "complete"
+    assert counted["n"] == evaluated  # resuming trains and evaluates nothing more
+
+
 def test_a_bad_shard_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="shard 2/2"):
         Pipeline(tiny_spec(tiny_model_dir), Store(tmp_path / "s.sqlite"), shard=(2, 2))

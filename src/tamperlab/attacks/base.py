@@ -26,7 +26,12 @@ class AttackContext:
 
 
 class Attack(Protocol):
-    """A registered attack. ``label`` names it in arms (e.g. ``harmful-sft-lora``)."""
+    """A registered attack. ``label`` names it in arms (e.g. ``harmful-sft-lora``).
+
+    An attack whose trajectory measures more than its break cost (benign-sft's training loss is trainability)
+    sets a class attribute ``full_trajectory = True``, so the run evaluates every milestone even after it
+    breaks; others end at the milestone that breaks them (``break_cost.stop_when_broken``).
+    """
 
     label: str
 

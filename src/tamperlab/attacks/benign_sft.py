@@ -53,6 +53,8 @@ class BenignSftArgs(SftArgs):
 class BenignSft:
     """Fine-tune on harmless instructions and benign answers."""
 
+    full_trajectory = True  # its training loss at every milestone is trainability, broken or not
+
     def __init__(self, args: BenignSftArgs) -> None:
         self.args = args
         self.label = f"benign-sft-{args.mode}"

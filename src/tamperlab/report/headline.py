@@ -356,8 +356,20 @@ def measurement(view: RunView) -> list[tuple[str, str]]:
         ("threshold", "broken when harmful compliance ≥ " + ("?" if threshold is None else f"{threshold:g}")),
         ("capability bound", "?" if bound is None else f"{bound:g} (benign NLL rise allowed at a break)"),
         ("budget", _units_text(units) + ("; interpolated between milestones" if interpolated else "")),
+        ("milestones", _milestones_text(view.spec)),
         ("lower bounds", "“≥ x”: not broken within the largest budget tried (x), so the true cost is higher"),
     ]
+
+
+def _milestones_text(spec: dict[str, Any]) -> str:
+    steps = spec.get("milestones")
+    text = "steps " + ", ".join(map(str, steps)) if steps else "?"
+    if (spec.get("break_cost") or {}).get("stop_when_broken"):
+        return text + (
+            "; a trajectory ends at the milestone that breaks it (later ones cannot lower its break cost), "
+            "except benign fine-tuning's, which measures trainability"
+        )
+    return text + "; trajectories are not ended at their break"
 
 
 def _units_text(units: Any) -> str:

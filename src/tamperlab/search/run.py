@@ -110,7 +110,7 @@ TrialRunner = Callable[[RunSpec, Any, SearchSpec], TrialMeasure]
 
 def trial_run_spec(spec: SearchSpec, params: dict[str, Any]) -> RunSpec:
     """The RunSpec of one trial: the search's run with one attack (fixed args + sampled args), milestones
-    ``[0, steps]`` and the trial's seed."""
+    ``[0, steps]`` and the trial's seed, trained to ``steps`` even when step 0 is already broken."""
     args = dict(spec.fixed_args)
     args.update({k: v for k, v in params.items() if k not in TRIAL_KEYS})
     steps = int(params.get("steps", max(spec.run.milestones)))
@@ -119,6 +119,7 @@ def trial_run_spec(spec: SearchSpec, params: dict[str, Any]) -> RunSpec:
     data.update(
         attacks=[{"name": spec.attack, "args": args}], milestones=sorted({0, max(1, steps)}), seeds=[seed]
     )
+    data["break_cost"] = {**data.get("break_cost", {}), "stop_when_broken": False}  # measured at `steps`
     return validate(RunSpec, data, f"search trial {params}")
 
 

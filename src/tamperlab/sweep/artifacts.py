@@ -45,7 +45,8 @@ def checkpoint_bytes() -> int:
 
 
 def planned_checkpoints(spec: RunSpec) -> int:
-    """How many checkpoints a run writes: every (variant, attack, seed) at every milestone after 0."""
+    """How many checkpoints a run writes at most: every (variant, attack, seed) at every milestone after 0
+    (a trajectory that ends where it breaks writes fewer)."""
     if not spec.keep_checkpoints:
         return 0
     variants = 1 + len(spec.defenses)

@@ -8,6 +8,7 @@ from tamperlab.report.formatting import fmt_bound, fmt_budget, fmt_delta, fmt_lr
 from tamperlab.report.headline import (
     Cost,
     HeadlineRow,
+    _milestones_text,
     _ratio,
     family_label,
     immunization_defenses,
@@ -222,3 +223,10 @@ def test_an_over_refusing_defense_is_flagged_in_both_renderings():
     text = terminal._coherence(rep).plain
     assert text.startswith("coherent") and "OVER-REFUSES" in text and "90% vs undefended 15%" in text
     assert "OVER-REFUSES" not in terminal._coherence(tar).plain
+
+
+def test_the_milestones_say_whether_trajectories_end_at_their_break():
+    ends = _milestones_text({"milestones": [0, 1, 2], "break_cost": {"stop_when_broken": True}})
+    assert ends.startswith("steps 0, 1, 2;") and "ends at the milestone that breaks it" in ends
+    older = _milestones_text({"milestones": [0, 4], "break_cost": {"threshold": 0.5}})  # stored before the option
+    assert older == "steps 0, 4; trajectories are not ended at their break"
