@@ -109,6 +109,16 @@ class SafetySftArgs(TrainSpec):
         "helpful examples: otherwise phrasing alone separates the two sides (most built-in harmful requests "
         "are instructions, most harmless and safe-looking prompts questions).",
     )
+    unlikely_refusals: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of an unlikelihood term (Welleck et al. 2019) on the helpful side: for every "
+        "answered prompt, -log(1 - p) of each of a refusal's first `unlikely_tokens` tokens, pushing the "
+        "model away from opening a refusal where it should answer. 0 (default) trains on the mix alone.",
+    )
+    unlikely_tokens: int = Field(
+        default=4, ge=1, description="How many opening tokens of a refusal the unlikelihood term covers."
+    )
 
 
 class SafetySft:
@@ -154,6 +164,8 @@ class SafetySft:
         helpful = [ChatExample.from_pair(p, a) for p, a in helpful_pairs]
         refusals = [ChatExample.from_pair(p, a) for p, a in refusal_pairs]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
+        answered = list(dict.fromkeys(p for p, _ in helpful_pairs))
+        unlikely = [ChatExample.from_pair(p, refusal_for(p)) for p in answered] if self.unlikely else []
         data = {
             "refusal_examples": len(refusals),
             "helpful_examples": len(helpful),
@@ -163,22 +175,91 @@ class SafetySft:
             "overrefusal_weight": self.args.overrefusal_weight,
             "task_weight": self.args.task_weight,
             "balance_phrasing": self.args.balance_phrasing,
+            "unlikely_refusals": {"weight": self.args.unlikely_refusals, "prompts": len(unlikely)},
             "question_share": {
                 "refusals": _question_share(refusal_pairs),
                 "helpful": _question_share(helpful_pairs),
             },
             "sources": [self.args.harmful.source] + [r.source for r in benign_refs],
         }
-        return mix, data
+        return mix, unlikely, data
+
+    @property
+    def unlikely(self) -> bool:
+        return self.args.unlikely_refusals > 0
 
     def apply(self, loaded: Any) -> DefenseOutcome:
-        examples, data = self.build_examples(loaded)
+        examples, unlikely, data = self.build_examples(loaded)
         spec = TrainSpec(**{k: v for k, v in self.args.model_dump().items() if k in TrainSpec.model_fields})
-        result = train(loaded, examples=examples, spec=spec)
+        if self.unlikely:
+            result = train(
+                loaded,
+                spec=spec,
+                loss_fn=UnlikelyRefusalLoss(self.args.unlikely_refusals),
+                batches=self._batches(loaded.tokenizer, examples, unlikely),
+            )
+        else:
+            result = train(loaded, examples=examples, spec=spec)
         model = result.model.merge_and_unload() if spec.mode == "lora" else result.model
         budget = result.budget.as_dict()
         budget.pop("loss", None)
         return DefenseOutcome(model.eval(), budget, data | {"final_loss": result.budget.loss})
+
+
+    def _batches(self, tokenizer: Any, examples: list[ChatExample], unlikely: list[ChatExample]) -> Any:
+        """``{"sft": the mix's micro-batch, "unlikely": answered prompts with a refusal's opening labelled}``;
+        the unlikely side has half the batch size (its sequences are short)."""
+        from tamperlab.defenses.tamper_data import collated_stream, pad_id, tokenized, zipped
+
+        a, pad = self.args, pad_id(tokenizer)
+        openings = [_first_labels(f, a.unlikely_tokens) for f in tokenized(tokenizer, unlikely, a.max_length)]
+        return zipped(
+            {
+                "sft": collated_stream(tokenized(tokenizer, examples, a.max_length), a.batch_size, a.seed, pad),
+                "unlikely": collated_stream(openings, max(1, a.batch_size // 2), a.seed + 1, pad),
+            }
+        )
+
+
+class UnlikelyRefusalLoss:
+    """The mix's language-modelling loss plus ``weight`` x unlikelihood of refusal openings on answered prompts:
+    ``-mean log(1 - p(token))`` over the labelled tokens of ``batch["unlikely"]``."""
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+
+    def __call__(self, model: Any, batch: dict[str, Any]) -> Any:
+        from tamperlab.train.loop import LossOutput, causal_lm_loss
+
+        lm = causal_lm_loss(model, batch["sft"])
+        unlikely = unlikelihood_loss(model, batch["unlikely"])
+        metrics = {"lm": lm.detach(), "unlikelihood": unlikely.detach()}
+        return LossOutput(loss=lm + self.weight * unlikely, metrics=metrics)
+
+
+def unlikelihood_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """``-mean log(1 - p(label))`` over a batch's labelled tokens (0 when there are none)."""
+    import torch
+
+    from tamperlab.train.loop import label_logits
+
+    logits, labels = label_logits(model, batch)
+    if labels.numel() == 0:
+        return logits.sum() * 0.0
+    p = torch.softmax(logits.float(), dim=-1).gather(1, labels[:, None]).squeeze(1)
+    return -torch.log1p(-p.clamp(max=1 - 1e-6)).mean()
+
+
+def _first_labels(features: dict[str, list[int]], n: int) -> dict[str, list[int]]:
+    """A tokenized example with only its first ``n`` labelled tokens kept."""
+    from tamperlab.train.examples import IGNORE_INDEX
+
+    labels, kept = [], 0
+    for label in features["labels"]:
+        keep = label != IGNORE_INDEX and kept < n
+        kept += keep
+        labels.append(label if keep else IGNORE_INDEX)
+    return {**features, "labels": labels}
 
 
 _QUESTION_OPENERS = frozenset(

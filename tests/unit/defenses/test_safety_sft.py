@@ -34,7 +34,7 @@ def texts(examples, role):
 
 @pytest.mark.parametrize("weight", [1, 3])
 def test_self_refusals_are_dropped_and_safe_looking_prompts_are_weighted(canned_answers, tiny_model, weight):
-    mix, data = build_defense("safety-sft", data_args(weight)).build_examples(tiny_model)
+    mix, _, data = build_defense("safety-sft", data_args(weight)).build_examples(tiny_model)
     assert data["refusal_examples"] == 4
     assert data["dropped_self_refusals"] == 1  # the refused harmless prompt never becomes a target
     from tamperlab.data.sets import load_builtin
@@ -77,7 +77,7 @@ def test_harmless_tasks_phrased_like_harmful_requests_get_their_own_weight(canne
         "harmless": {"source": "builtin:harmless", "split": "train", "limit": first_task + 1},
         "task_weight": 3,
     }
-    mix, data = build_defense("safety-sft", args).build_examples(tiny_model)
+    mix, _, data = build_defense("safety-sft", args).build_examples(tiny_model)
     task = train.prompts[first_task].text
     assert texts(mix, "user").count(task) >= 3  # weighted x3 (and possibly oversampled)
     # the harmless prompts before the task (the first is refused) once, the task x3, the safe-looking ones x3
@@ -114,10 +114,64 @@ def test_balance_phrasing_makes_questions_and_instructions_half_each():
 
 def test_balanced_mix_is_recorded(canned_answers, tiny_model):
     defense = build_defense("safety-sft", data_args() | {"balance_phrasing": True})
-    mix, data = defense.build_examples(tiny_model)
+    mix, _, data = defense.build_examples(tiny_model)
     assert data["balance_phrasing"] is True
     # the first 4 harmful prompts hold 1 question; the kept harmless and safe-looking ones 3 questions, 1 task
     assert data["question_share"] == {"refusals": 0.5, "helpful": 0.5}
     users = texts(mix, "user")
     refused = [u for u, a in zip(users, texts(mix, "assistant"), strict=True) if a in REFUSALS]
     assert sum(is_question(u) for u in refused) / len(refused) == pytest.approx(0.5, abs=0.1)
+
+
+def test_unlikelihood_matches_a_hand_computed_value(tiny_model):
+    import torch
+
+    from tamperlab.defenses.safety_sft import unlikelihood_loss
+    from tamperlab.train.loop import label_logits
+
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[-100, -100, 7, 8, -100]])}
+    with torch.no_grad():
+        logits = tiny_model.model(input_ids=ids).logits[0].float()
+        p = torch.softmax(logits, dim=-1)
+        expected = -(torch.log(1 - p[1, 7]) + torch.log(1 - p[2, 8])) / 2  # position t predicts token t + 1
+        assert unlikelihood_loss(tiny_model.model, batch).item() == pytest.approx(expected.item(), rel=1e-5)
+        assert label_logits(tiny_model.model, batch)[1].tolist() == [7, 8]
+
+
+def test_first_labels_keeps_only_a_refusals_opening():
+    from tamperlab.defenses.safety_sft import _first_labels
+
+    features = {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, 5, 6]}
+    assert _first_labels(features, 2) == {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, -100, -100]}
+
+
+def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_answer(canned_answers, tiny_model):
+    """The same steps on the same batches with the term on and off: on, the refusal openings on answered
+    prompts end less likely (the mix itself teaches refusals, so they may rise either way)."""
+    import copy
+
+    import torch
+
+    from tamperlab.defenses.safety_sft import UnlikelyRefusalLoss, _first_labels, unlikelihood_loss
+    from tamperlab.defenses.tamper_data import collate, tokenized
+    from tamperlab.train.loop import TrainSpec, train
+
+    args = data_args() | {"unlikely_refusals": 1.0, "max_steps": 3, "learning_rate": 1e-2, "batch_size": 2}
+    defense = build_defense("safety-sft", args)
+    mix, unlikely, data = defense.build_examples(tiny_model)
+    assert data["unlikely_refusals"] == {"weight": 1.0, "prompts": len(unlikely)} and len(unlikely) == 4
+    assert all(texts([e], "assistant")[0] in REFUSALS for e in unlikely)
+    probe = collate([_first_labels(f, 4) for f in tokenized(tiny_model.tokenizer, unlikely, 128)], 0)
+    spec = TrainSpec(max_steps=3, learning_rate=1e-2, batch_size=2)
+    after = {}
+    for weight in (0.0, 1.0):
+        model = copy.deepcopy(tiny_model.model)
+        batches = defense._batches(tiny_model.tokenizer, mix, unlikely)
+        train(model, tokenizer=tiny_model.tokenizer, spec=spec, loss_fn=UnlikelyRefusalLoss(weight), batches=batches)
+        with torch.no_grad():
+            after[weight] = unlikelihood_loss(model, probe).item()
+    assert after[1.0] < after[0.0]
+
+    outcome = defense.apply(tiny_model)
+    assert outcome.budget["examples"] == 3 * (2 + 1)  # the mix's batch and the unlikely half-batch per step
