@@ -228,9 +228,7 @@ class Pipeline:
                 out.append((f"{variant.label}/{label}", variant, attack, ref))
         return out
 
-    def trajectory(
-        self, arm: str, variant: Variant, attack: Any, seed: int, references: list[str]
-    ) -> None:
+    def trajectory(self, arm: str, variant: Variant, attack: Any, seed: int, references: list[str]) -> None:
         """Attack one variant with one seed, committing each milestone as it is measured, until the last
         milestone or (``stop_when_broken``) the first that breaks it. ``references``: the evaluations whose
         benign NLL bounds capability (see :func:`save_break_costs`)."""
@@ -411,7 +409,9 @@ def seed_break_cost(
         if r["seed"] == seed
     ]
     bc = spec.break_cost
-    return break_cost(points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance)
+    return break_cost(
+        points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
+    )
 
 
 def stops_when_broken(spec: RunSpec, attack: Any) -> bool:
@@ -481,7 +481,8 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
             references.append(f"{run_id}/{undefended['parent_model_id']}")
         stops = stops_when_broken(spec, build_attack(arm["attack"]["name"], arm["attack"]["args"]))
         if all(
-            trajectory_finished(store, run_id, spec, arm["arm"], seed, references, stops) for seed in spec.seeds
+            trajectory_finished(store, run_id, spec, arm["arm"], seed, references, stops)
+            for seed in spec.seeds
         ):
             save_break_costs(store, run_id, spec, arm["arm"], references)
         else:

@@ -205,7 +205,6 @@ class SafetySft:
         budget.pop("loss", None)
         return DefenseOutcome(model.eval(), budget, data | {"final_loss": result.budget.loss})
 
-
     def _batches(self, tokenizer: Any, examples: list[ChatExample], unlikely: list[ChatExample]) -> Any:
         """``{"sft": the mix's micro-batch, "unlikely": answered prompts with a refusal's opening labelled}``;
         the unlikely side has half the batch size (its sequences are short)."""
@@ -215,15 +214,17 @@ class SafetySft:
         openings = [_first_labels(f, a.unlikely_tokens) for f in tokenized(tokenizer, unlikely, a.max_length)]
         return zipped(
             {
-                "sft": collated_stream(tokenized(tokenizer, examples, a.max_length), a.batch_size, a.seed, pad),
+                "sft": collated_stream(
+                    tokenized(tokenizer, examples, a.max_length), a.batch_size, a.seed, pad
+                ),
                 "unlikely": collated_stream(openings, max(1, a.batch_size // 2), a.seed + 1, pad),
             }
         )
 
 
 class UnlikelyRefusalLoss:
-    """The mix's language-modelling loss plus ``weight`` x unlikelihood of refusal openings on answered prompts:
-    ``-mean log(1 - p(token))`` over the labelled tokens of ``batch["unlikely"]``."""
+    """The mix's language-modelling loss plus ``weight`` x unlikelihood of refusal openings on answered
+    prompts: ``-mean log(1 - p(token))`` over the labelled tokens of ``batch["unlikely"]``."""
 
     def __init__(self, weight: float) -> None:
         self.weight = weight

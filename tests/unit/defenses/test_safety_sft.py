@@ -130,7 +130,11 @@ def test_unlikelihood_matches_a_hand_computed_value(tiny_model):
     from tamperlab.train.loop import label_logits
 
     ids = torch.tensor([[5, 6, 7, 8, 9]])
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[-100, -100, 7, 8, -100]])}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "labels": torch.tensor([[-100, -100, 7, 8, -100]]),
+    }
     with torch.no_grad():
         logits = tiny_model.model(input_ids=ids).logits[0].float()
         p = torch.softmax(logits, dim=-1)
@@ -143,10 +147,15 @@ def test_first_labels_keeps_only_a_refusals_opening():
     from tamperlab.defenses.safety_sft import _first_labels
 
     features = {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, 5, 6]}
-    assert _first_labels(features, 2) == {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, -100, -100]}
+    assert _first_labels(features, 2) == {
+        "input_ids": [1, 2, 3, 4, 5, 6],
+        "labels": [-100, -100, 3, 4, -100, -100],
+    }
 
 
-def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_answer(canned_answers, tiny_model):
+def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_answer(
+    canned_answers, tiny_model
+):
     """The same steps on the same batches with the term on and off: on, the refusal openings on answered
     prompts end less likely (the mix itself teaches refusals, so they may rise either way)."""
     import copy
@@ -168,7 +177,13 @@ def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_ans
     for weight in (0.0, 1.0):
         model = copy.deepcopy(tiny_model.model)
         batches = defense._batches(tiny_model.tokenizer, mix, unlikely)
-        train(model, tokenizer=tiny_model.tokenizer, spec=spec, loss_fn=UnlikelyRefusalLoss(weight), batches=batches)
+        train(
+            model,
+            tokenizer=tiny_model.tokenizer,
+            spec=spec,
+            loss_fn=UnlikelyRefusalLoss(weight),
+            batches=batches,
+        )
         with torch.no_grad():
             after[weight] = unlikelihood_loss(model, probe).item()
     assert after[1.0] < after[0.0]

@@ -228,5 +228,7 @@ def test_an_over_refusing_defense_is_flagged_in_both_renderings():
 def test_the_milestones_say_whether_trajectories_end_at_their_break():
     ends = _milestones_text({"milestones": [0, 1, 2], "break_cost": {"stop_when_broken": True}})
     assert ends.startswith("steps 0, 1, 2;") and "ends at the milestone that breaks it" in ends
-    older = _milestones_text({"milestones": [0, 4], "break_cost": {"threshold": 0.5}})  # stored before the option
+    older = _milestones_text(
+        {"milestones": [0, 4], "break_cost": {"threshold": 0.5}}
+    )  # stored before the option
     assert older == "steps 0, 4; trajectories are not ended at their break"
