@@ -252,15 +252,19 @@ def unlikelihood_loss(model: Any, batch: dict[str, Any]) -> Any:
 
 
 def _first_labels(features: dict[str, list[int]], n: int) -> dict[str, list[int]]:
-    """A tokenized example with only its first ``n`` labelled tokens kept."""
+    """A tokenized example with only its first ``n`` labelled tokens kept, cut after the last of them (a causal
+    model's later tokens change no earlier prediction, so the cut saves their compute and nothing else)."""
     from tamperlab.train.examples import IGNORE_INDEX
 
-    labels, kept = [], 0
-    for label in features["labels"]:
+    labels, kept, end = [], 0, len(features["labels"])
+    for i, label in enumerate(features["labels"]):
         keep = label != IGNORE_INDEX and kept < n
         kept += keep
         labels.append(label if keep else IGNORE_INDEX)
-    return {**features, "labels": labels}
+        if keep and kept == n:
+            end = i + 1
+            break
+    return {**features, "input_ids": features["input_ids"][:end], "labels": labels[:end]}
 
 
 _QUESTION_OPENERS = frozenset(

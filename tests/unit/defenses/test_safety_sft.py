@@ -147,10 +147,8 @@ def test_first_labels_keeps_only_a_refusals_opening():
     from tamperlab.defenses.safety_sft import _first_labels
 
     features = {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, 3, 4, 5, 6]}
-    assert _first_labels(features, 2) == {
-        "input_ids": [1, 2, 3, 4, 5, 6],
-        "labels": [-100, -100, 3, 4, -100, -100],
-    }
+    assert _first_labels(features, 2) == {"input_ids": [1, 2, 3, 4], "labels": [-100, -100, 3, 4]}
+    assert _first_labels(features, 9) == features  # fewer labels than asked: all kept, nothing cut
 
 
 def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_answer(
@@ -190,3 +188,18 @@ def test_unlikely_refusals_make_a_refusal_less_likely_where_the_model_should_ans
 
     outcome = defense.apply(tiny_model)
     assert outcome.budget["examples"] == 3 * (2 + 1)  # the mix's batch and the unlikely half-batch per step
+
+
+def test_cutting_after_the_opening_leaves_the_unlikelihood_unchanged(tiny_model):
+    import torch
+
+    from tamperlab.defenses.safety_sft import _first_labels, unlikelihood_loss
+    from tamperlab.defenses.tamper_data import collate
+
+    whole = {"input_ids": [5, 6, 7, 8, 9, 10], "labels": [-100, -100, 7, 8, 9, 10]}
+    cut = _first_labels(whole, 2)
+    kept_whole = {"input_ids": whole["input_ids"], "labels": [-100, -100, 7, 8, -100, -100]}
+    with torch.no_grad():
+        a = unlikelihood_loss(tiny_model.model, collate([cut], 0)).item()
+        b = unlikelihood_loss(tiny_model.model, collate([kept_whole], 0)).item()
+    assert len(cut["input_ids"]) == 4 and a == pytest.approx(b, rel=1e-5)
