@@ -13,6 +13,11 @@ validation splits it cut harmless refusal from ~19% to ~5%, but on XSTest's 250 
 over-refusal from 21% to 29% (both with 32-token answers), so it is off by default.
 Refusals each contain a phrase of the keyword judge's standard list, so both judges read them as refusals.
 Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller side is oversampled).
+
+The mix only ever says what to do. ``unlikely_refusals`` adds what not to do: an unlikelihood term (Welleck et
+al. 2019) on the first tokens of a refusal after every prompt the model should answer, trained beside the mix
+on a half-size batch of those openings. Data mixes alone traded compliance against over-refusal along one
+line (README, Safeguard data mix); this term acts on over-refusal directly (measured there too).
 """
 
 from __future__ import annotations
