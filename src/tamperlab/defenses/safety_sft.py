@@ -89,7 +89,12 @@ class SafetySftArgs(TrainSpec):
         default=DataRef(source="builtin:overrefusal", split="train"),
         description="Safe-looking prompts answered with self-distillation (null to leave out).",
     )
-    harmful_fraction: float = Field(default=0.45, gt=0, lt=1, description="Share of refusals in the mix.")
+    harmful_fraction: float = Field(
+        default=0.55,
+        gt=0,
+        lt=1,
+        description="Share of refusals in the mix (0.45 before the unlikelihood term: more over-refused).",
+    )
     overrefusal_weight: int = Field(
         default=4,
         ge=1,
@@ -115,11 +120,11 @@ class SafetySftArgs(TrainSpec):
         "are instructions, most harmless and safe-looking prompts questions).",
     )
     unlikely_refusals: float = Field(
-        default=0.0,
+        default=1.0,
         ge=0,
         description="Weight of an unlikelihood term (Welleck et al. 2019) on the helpful side: for every "
         "answered prompt, -log(1 - p) of each of a refusal's first `unlikely_tokens` tokens, pushing the "
-        "model away from opening a refusal where it should answer. 0 (default) trains on the mix alone.",
+        "model away from opening a refusal where it should answer. 0 trains on the mix alone.",
     )
     unlikely_tokens: int = Field(
         default=4, ge=1, description="How many opening tokens of a refusal the unlikelihood term covers."
@@ -127,7 +132,9 @@ class SafetySftArgs(TrainSpec):
 
 
 class SafetySft:
-    version = "2"  # 2: refusals the keyword judge recognises (so cached version-1 safeguards are not reused)
+    # 2: refusals the keyword judge recognises; 3: the unlikelihood term on by default with 55% refusals (a new
+    # version, so safeguards cached under an older recipe are not reused)
+    version = "3"
 
     def __init__(self, args: SafetySftArgs) -> None:
         self.args = args
@@ -196,7 +203,7 @@ class SafetySft:
     def apply(self, loaded: Any) -> DefenseOutcome:
         examples, unlikely, data = self.build_examples(loaded)
         spec = TrainSpec(**{k: v for k, v in self.args.model_dump().items() if k in TrainSpec.model_fields})
-        if self.unlikely:
+        if unlikely:  # none when the term is off, or when the model answered none of the benign prompts
             result = train(
                 loaded,
                 spec=spec,
