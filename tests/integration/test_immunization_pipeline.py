@@ -129,6 +129,26 @@ def test_the_shipped_cpu_repnoise_spec_validates_and_shares_the_studys_defended_
         ATTACKS.validate_args(ref.name, ref.args)
 
 
+def test_the_shipped_cpu_immunization_spec_sweeps_the_attackers_learning_rate():
+    import tamperlab.attacks.builtin  # noqa: F401  (registers the attacks)
+    import tamperlab.defenses.builtin  # noqa: F401  (registers the defenses)
+    from tamperlab.attacks.base import ATTACKS
+    from tamperlab.defenses.base import DEFENSES
+
+    spec = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu.yaml")
+    (repnoise,) = spec.defenses
+    DEFENSES.validate_args(repnoise.name, repnoise.args)
+    cpu = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml").defenses[0]
+    assert repnoise.args == cpu.args | {"paired_refusals": True}  # one cached defended model for both
+    rates: dict = {}
+    for ref in spec.attacks:
+        args = ATTACKS.validate_args(ref.name, ref.args)
+        if ref.name == "harmful-sft" and args["data"] == "self-completions":
+            rates.setdefault(args["mode"], set()).add(args["learning_rate"])
+    assert {mode: len(lrs) for mode, lrs in rates.items()} == {"full": 3, "lora": 3}
+    assert {ref.name for ref in spec.attacks} == {"harmful-sft", "benign-sft"}
+
+
 def test_the_shipped_repnoise_grid_expands():
     from tamperlab.sweep.grid import expand, load_grid
 
