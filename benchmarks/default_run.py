@@ -17,10 +17,8 @@ jobs on the cores make every figure pessimistic.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -46,41 +44,34 @@ def _seconds_between(a: str, b: str) -> float:
 
 def breakdown(home: Path) -> list[tuple[str, float]]:
     """Where the first run in ``home``'s store spent its time: (stage, seconds), in order."""
-    conn = sqlite3.connect(home / "store.sqlite")
-    conn.row_factory = sqlite3.Row
-    run = conn.execute("SELECT * FROM runs WHERE kind = 'run' ORDER BY created_at LIMIT 1").fetchone()
-    evals = conn.execute(
-        "SELECT eval_id, created_at, seconds FROM evaluations WHERE run_id = ? ORDER BY created_at",
-        (run["run_id"],),
-    ).fetchall()
-    base, safeguarded = evals[0], evals[1]
+    from tamperlab.store import Store
+
+    store = Store(home / "store.sqlite", readonly=True)
+    run = store.list_runs("run")[0]
+    models = {m["label"]: m for m in store.lineage(run["run_id"])}
+    base, safeguarded = (
+        store.get_evaluation(f"{run['run_id']}/{models[k]['model_id']}") for k in ("base", "safeguarded")
+    )
+    training = models["safeguarded"]["budget"]["seconds"]
+    to_safeguarded = _seconds_between(base["created_at"], safeguarded["created_at"]) - safeguarded["seconds"]
     stages = [
         (
             "start, dequantizing the model, base evaluation",
             _seconds_between(run["created_at"], base["created_at"]),
         ),
-    ]
-    records = [json.loads(p.read_text()) for p in (home / "models").glob("*/tamperlab_defense.json")]
-    safeguards = [r for r in records if "+" not in r["parent"]]  # applied to the base model itself
-    training = safeguards[0]["budget"]["seconds"] if safeguards else 0.0
-    to_safeguarded = _seconds_between(base["created_at"], safeguarded["created_at"]) - safeguarded["seconds"]
-    stages += [
         ("safeguard: self-distilled answers and set-up", to_safeguarded - training),
         ("safeguard: training", training),
         ("safeguarded evaluation", safeguarded["seconds"]),
     ]
+    finished: dict[str, list[str]] = {}  # arm -> its evaluations' times, in order
+    for row in store.milestones(run["run_id"]):
+        if row["step"] > 0:
+            finished.setdefault(row["arm"], []).append(store.get_evaluation(row["eval_id"])["created_at"])
     previous = safeguarded["created_at"]
-    arms: dict[str, list[sqlite3.Row]] = {}
-    for row in evals[2:]:
-        arms.setdefault("/".join(row["eval_id"].split("/")[1:3]), []).append(row)
-    first = True
-    for arm, rows in arms.items():
-        label = f"trajectory {arm} ({len(rows)} evaluations)"
-        if first:
-            label = "attack data, then " + label
-            first = False
-        stages.append((label, _seconds_between(previous, rows[-1]["created_at"])))
-        previous = rows[-1]["created_at"]
+    for i, (arm, times) in enumerate(sorted(finished.items(), key=lambda item: min(item[1]))):  # run order
+        label = ("attack data, then " if i == 0 else "") + f"trajectory {arm} ({len(times)} evaluations)"
+        stages.append((label, _seconds_between(previous, max(times))))
+        previous = max(times)
     stages.append(("break costs, summary, report", _seconds_between(previous, run["finished_at"])))
     return stages
 
