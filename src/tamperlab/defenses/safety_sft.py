@@ -180,7 +180,8 @@ class SafetySft:
         refusals = [ChatExample.from_pair(p, a) for p, a in refusal_pairs]
         mix = _mix(refusals, helpful, self.args.harmful_fraction)
         answered = list(dict.fromkeys(p for p, _ in helpful_pairs))
-        unlikely = [ChatExample.from_pair(p, refusal_for(p)) for p in answered] if self.unlikely else []
+        term_on = self.args.unlikely_refusals > 0
+        unlikely = [ChatExample.from_pair(p, refusal_for(p)) for p in answered] if term_on else []
         data = {
             "refusal_examples": len(refusals),
             "helpful_examples": len(helpful),
@@ -198,10 +199,6 @@ class SafetySft:
             "sources": [self.args.harmful.source] + [r.source for r in benign_refs],
         }
         return mix, unlikely, data
-
-    @property
-    def unlikely(self) -> bool:
-        return self.args.unlikely_refusals > 0
 
     def apply(self, loaded: Any) -> DefenseOutcome:
         examples, unlikely, data = self.build_examples(loaded)
