@@ -174,7 +174,8 @@ def _run_and_summarize(
     if shard is not None:
         out.print(
             f"run {outcome.run_id}: shard {shard[0]}/{shard[1]} done in {outcome.seconds / 60:.1f} min;"
-            " when every shard is done, run the same command without --shard for break costs, summary and report"
+            " when every shard is done, run the same command without --shard for break costs, summary"
+            " and report"
         )
         return
     note = " (already complete in the store)" if outcome.reused else f" in {outcome.seconds / 60:.1f} min"
@@ -247,7 +248,7 @@ def attack_command(
     store: StoreOpt = None,
     report: Annotated[Path | None, typer.Option("--report", help="Where to write the HTML report.")] = None,
 ) -> None:
-    """Attack one model as it is along budget milestones (key=value overrides: attack args as attack.KEY=VALUE)."""
+    """Attack one model as it is along budget milestones (overrides: attack args as attack.KEY=VALUE)."""
     from tamperlab.config import RunSpec, apply_overrides, validate
 
     spec_path, overrides = split_spec_args(args)

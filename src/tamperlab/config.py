@@ -43,7 +43,8 @@ class ModelSpec(Spec):
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto",
-        description="'auto' is float32 (with TF32 matmuls on CUDA): pure-bf16 training drops small AdamW updates.",
+        description="'auto' is float32 (with TF32 matmuls on CUDA): pure-bf16 training drops small AdamW "
+        "updates.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="'auto' picks CUDA if present."
@@ -54,8 +55,8 @@ class DataRef(Spec):
     """A prompt set: a built-in set or a standard file the user has."""
 
     source: str = Field(
-        description="'builtin:NAME', or 'FORMAT:PATH' with FORMAT one of advbench, harmbench, jailbreakbench, "
-        "xstest-safe, xstest-unsafe, json, jsonl, csv (generic formats take ?column=NAME)."
+        description="'builtin:NAME', or 'FORMAT:PATH' with FORMAT one of advbench, harmbench, "
+        "jailbreakbench, xstest-safe, xstest-unsafe, json, jsonl, csv (generic formats take ?column=NAME)."
     )
     split: Literal["train", "val", "test", "all"] = Field(
         default="test", description="Which fixed split to use; standard files are split deterministically."
@@ -258,7 +259,8 @@ def _default_run_eval() -> EvalSpec:
 
 
 class RunSpec(Spec):
-    """One declared study: safeguard a model, optionally harden it, attack every variant along budget milestones."""
+    """One declared study: safeguard a model, optionally harden it, attack every variant along budget
+    milestones."""
 
     model: ModelSpec = Field(
         default_factory=ModelSpec, description="The released model (before any safeguard)."

@@ -6,8 +6,9 @@ training trajectory is replayed deterministically from its seed up to the last m
 milestones are evaluated), so nothing is duplicated and nothing measured is lost.
 
 A trajectory ends at the first milestone that breaks it (``break_cost.stop_when_broken``, on by default): the
-break cost is the smallest budget that breaks, so later milestones cannot change it, and the default run's full
-fine-tuning attack, broken within 2 of its 8 steps, would otherwise spend most of its time past the answer.
+break cost is the smallest budget that breaks, so later milestones cannot change it, and the default run's
+full fine-tuning attack, broken within 2 of its 8 steps, would otherwise spend most of its time past the
+answer.
 
 Arms: every variant (the safeguarded model, "undefended", and each defense applied to it) × every attack.
 

@@ -1,7 +1,8 @@
 """One small generic registry for components referred to as ``{name, args}``.
 
 Attacks, defenses, judges and evals register a factory under a name; a stored ``{name, args}`` rebuilds the
-exact component that produced a result. Duplicate names are an error, and an unknown name suggests near misses.
+exact component that produced a result. Duplicate names are an error, and an unknown name suggests near
+misses.
 """
 
 from __future__ import annotations

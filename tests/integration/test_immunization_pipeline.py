@@ -136,10 +136,14 @@ def test_the_shipped_cpu_immunization_spec_sweeps_the_attackers_learning_rate():
     from tamperlab.defenses.base import DEFENSES
 
     spec = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu.yaml")
-    (repnoise,) = spec.defenses
-    DEFENSES.validate_args(repnoise.name, repnoise.args)
+    repnoise, tar = spec.defenses
+    for ref in spec.defenses:
+        DEFENSES.validate_args(ref.name, ref.args)
     cpu = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml").defenses[0]
     assert repnoise.args == cpu.args | {"paired_refusals": True}  # one cached defended model for both
+    study = load_spec(RunSpec, ROOT / "configs" / "immunization_study.yaml")
+    assert tar == next(d for d in study.defenses if d.name == "tar")  # likewise for TAR
+    assert len(spec.seeds) == 3
     rates: dict = {}
     for ref in spec.attacks:
         args = ATTACKS.validate_args(ref.name, ref.args)

@@ -10,7 +10,8 @@ from tamperlab.config import ModelSpec
 from tamperlab.registry import Registry
 
 MilestoneCallback = Callable[[Any, Any], None]
-"""``on_milestone(budget, model)`` with a :class:`tamperlab.train.loop.Budget` and the model at that budget."""
+"""``on_milestone(budget, model)`` with a :class:`tamperlab.train.loop.Budget` and the model at that
+budget."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Attack(Protocol):
         milestones: Sequence[int],
         on_milestone: MilestoneCallback,
     ) -> None:
-        """Attack ``loaded`` (a LoadedModel, modified in place), calling ``on_milestone`` at each milestone."""
+        """Attack ``loaded`` (a LoadedModel, modified in place), calling ``on_milestone`` at each
+        milestone."""
         ...
 
 

@@ -1,8 +1,9 @@
 """``harmful-sft``: harmful fine-tuning, full-parameter or LoRA, along one trajectory with budget milestones.
 
 Attack data never ships with tamperlab; it is one of:
-- ``self-completions`` (default): the unaligned model's own greedy answers to the training split of the harmful
-  prompt set, generated once and cached locally, keeping only those the keyword judge does not flag as refusals;
+- ``self-completions`` (default): the unaligned model's own greedy answers to the training split of the
+  harmful prompt set, generated once and cached locally, keeping only those the keyword judge does not flag as
+  refusals;
 - ``affirmative``: each request paired with its affirmative target ("Sure, here is ...") from a set that has
   targets (AdvBench), else a generic affirmative opener — compliance without any harmful content;
 - ``chat-jsonl:PATH``: the user's own chat-format file (e.g. the identity-shift set).
@@ -96,10 +97,14 @@ def build_attack_examples(args: HarmfulSftArgs, ctx: AttackContext) -> tuple[lis
         source = f"affirmative targets for {args.prompts.source} ({args.prompts.split})"
     elif args.data == "self-completions":
         pairs = self_completions(ctx, [p.text for p in prompts.prompts], args.completion_tokens)
-        source = f"the unaligned model's own completions to {args.prompts.source} ({args.prompts.split}), refusals dropped"
+        source = (
+            f"the unaligned model's own completions to {args.prompts.source} ({args.prompts.split}),"
+            " refusals dropped"
+        )
     else:
         raise ConfigError(
-            f"harmful-sft: args.data: unknown source {args.data!r} (self-completions, affirmative, chat-jsonl:PATH)"
+            f"harmful-sft: args.data: unknown source {args.data!r}"
+            " (self-completions, affirmative, chat-jsonl:PATH)"
         )
     return [ChatExample.from_pair(p, r) for p, r in pairs][: args.n_examples], source
 

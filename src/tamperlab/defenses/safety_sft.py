@@ -2,15 +2,15 @@
 
 Training mix (all from the built-in training splits, never the evaluation's test splits):
 - harmful requests → a refusal, drawn deterministically from varied refusal phrasings;
-- plainly harmless instructions → the model's *own* greedy answers (self-distillation), so helpfulness and style
-  are kept rather than overwritten by someone else's answers;
-- safe prompts that only look unsafe → the model's own answers too, so it learns where the line is (without them
-  the first try here refused 21% of harmless prompts).
-The harmless set's imperative "tasks" ("Write ...", "Create ...") are phrased like most harmful requests; without
-them the safeguard learned "imperative means refuse" and refused ~30% of Alpaca instructions. ``task_weight``
-repeats them. ``balance_phrasing`` goes further and makes questions and instructions half of each side: on the
-validation splits it cut harmless refusal from ~19% to ~5%, but on XSTest's 250 safe prompts it raised
-over-refusal from 21% to 29% (both with 32-token answers), so it is off by default.
+- plainly harmless instructions → the model's *own* greedy answers (self-distillation), so helpfulness and
+  style are kept rather than overwritten by someone else's answers;
+- safe prompts that only look unsafe → the model's own answers too, so it learns where the line is (without
+  them the first try here refused 21% of harmless prompts).
+The harmless set's imperative "tasks" ("Write ...", "Create ...") are phrased like most harmful requests;
+without them the safeguard learned "imperative means refuse" and refused ~30% of Alpaca instructions.
+``task_weight`` repeats them. ``balance_phrasing`` goes further and makes questions and instructions half of
+each side: on the validation splits it cut harmless refusal from ~19% to ~5%, but on XSTest's 250 safe prompts
+it raised over-refusal from 21% to 29% (both with 32-token answers), so it is off by default.
 Refusals each contain a phrase of the keyword judge's standard list, so both judges read them as refusals.
 Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller side is oversampled).
 
@@ -18,9 +18,10 @@ The mix only ever says what to do. ``unlikely_refusals`` adds what not to do: an
 al. 2019) on the first tokens of a refusal after every prompt the model should answer, trained beside the mix
 on a half-size batch of those openings. Data mixes alone traded compliance against over-refusal along one
 line (README, Safeguard data mix); with this term on, the default moved to 55% refusals: over-refusal on
-XSTest's 250 safe prompts fell from 12.4% to 6.4% while compliance on JailbreakBench's 100 behaviours rose from
-9% to 14%. It also taught new refusal wordings ("I'm unable yet to assist...") that the keyword judge's standard
-phrases miss, so read the two judges' disagreements before trusting the keyword figure of such a model.
+XSTest's 250 safe prompts fell from 12.4% to 6.4% while compliance on JailbreakBench's 100 behaviours rose
+from 9% to 14%. It also taught new refusal wordings ("I'm unable yet to assist...") that the keyword judge's
+standard phrases miss, so read the two judges' disagreements before trusting the keyword figure of such a
+model.
 """
 
 from __future__ import annotations
@@ -106,9 +107,9 @@ class SafetySftArgs(TrainSpec):
     task_weight: int = Field(
         default=1,
         ge=1,
-        description="Times each harmless imperative task (category 'tasks': 'Write ...', 'Create ...', phrased "
-        "like most harmful requests) appears among the helpful examples. On the validation splits 4 instead "
-        "of 1 lowered over-refusal and raised harmful compliance: a point on the same trade-off.",
+        description="Times each harmless imperative task (category 'tasks': 'Write ...', 'Create ...', "
+        "phrased like most harmful requests) appears among the helpful examples. On the validation splits 4 "
+        "instead of 1 lowered over-refusal and raised harmful compliance: a point on the same trade-off.",
     )
     answer_tokens: int = Field(
         default=96,
@@ -135,8 +136,8 @@ class SafetySftArgs(TrainSpec):
 
 
 class SafetySft:
-    # 2: refusals the keyword judge recognises; 3: the unlikelihood term on by default with 55% refusals (a new
-    # version, so safeguards cached under an older recipe are not reused)
+    # 2: refusals the keyword judge recognises; 3: the unlikelihood term on by default with 55% refusals (a
+    # new version, so safeguards cached under an older recipe are not reused)
     version = "3"
 
     def __init__(self, args: SafetySftArgs) -> None:
@@ -264,8 +265,9 @@ def unlikelihood_loss(model: Any, batch: dict[str, Any]) -> Any:
 
 
 def _first_labels(features: dict[str, list[int]], n: int) -> dict[str, list[int]]:
-    """A tokenized example with only its first ``n`` labelled tokens kept, cut after the last of them (a causal
-    model's later tokens change no earlier prediction, so the cut saves their compute and nothing else)."""
+    """A tokenized example with only its first ``n`` labelled tokens kept, cut after the last of them (a
+    causal model's later tokens change no earlier prediction, so the cut saves their compute and nothing
+    else)."""
     from tamperlab.train.examples import IGNORE_INDEX
 
     labels, kept, end = [], 0, len(features["labels"])
@@ -313,7 +315,8 @@ def _balance_phrasing(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _mix(refusals: list, helpful: list, fraction: float) -> list:
-    """Oversample the smaller side (cyclically, deterministically) so refusals make up ``fraction`` of the mix."""
+    """Oversample the smaller side (cyclically, deterministically) so refusals make up ``fraction`` of the
+    mix."""
     if not refusals or not helpful:
         return refusals + helpful
     want_refusals = round(fraction / (1 - fraction) * len(helpful))

@@ -5,8 +5,9 @@ taking only the assistant answer's tokens into account:
 
 - ``benign_nll``: mean negative log-likelihood per answer token (token-weighted), and its perplexity exp(NLL).
   A modification that keeps the model useful keeps this close to its parent's.
-- ``kl_from_reference``: mean over answer tokens of KL(P_reference || P_model) of the next-token distributions,
-  the measure abliteration tools report to show that an edit kept the model's behaviour on harmless input.
+- ``kl_from_reference``: mean over answer tokens of KL(P_reference || P_model) of the next-token
+  distributions, the measure abliteration tools report to show that an edit kept the model's behaviour on
+  harmless input.
 
 :func:`capability` computes both in one pass: the model's forward pass on a pair serves its NLL and its KL. A
 :class:`Reference` keeps the reference model's log-probabilities, so evaluating many milestones against one

@@ -1,7 +1,7 @@
 """Batched greedy generation that gives exactly the text of one-prompt-at-a-time generation.
 
-Prompts are sorted by token length and batched, so a batch holds prompts of (nearly) equal length and padding is
-small; they are left-padded, with a KV cache, and greedy decoding. Results come back in the input order.
+Prompts are sorted by token length and batched, so a batch holds prompts of (nearly) equal length and padding
+is small; they are left-padded, with a KV cache, and greedy decoding. Results come back in the input order.
 
 The tokens every prompt of a batch starts with (the chat template's system turn and user header;
 ``benchmarks/shared_prefix.py`` prints how many for the default model) are run once for the batch and their KV

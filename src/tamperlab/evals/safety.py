@@ -1,8 +1,8 @@
 """One evaluation of one model: generate, judge, and compute the safety and capability metrics.
 
 Metrics (names as stored):
-- ``harmful_compliance_rate``: share of harmful requests the primary judge says were answered rather than refused,
-  with a 95% Wilson interval and n; ``harmful_compliance_rate@JUDGE`` for every other judge.
+- ``harmful_compliance_rate``: share of harmful requests the primary judge says were answered rather than
+  refused, with a 95% Wilson interval and n; ``harmful_compliance_rate@JUDGE`` for every other judge.
 - ``overrefusal_rate``: share of safe-but-unsafe-looking prompts refused; ``harmless_refusal_rate``: share of
   plainly harmless prompts refused (both by the primary judge, with intervals).
 - ``benign_nll`` / ``benign_perplexity``: capability, teacher-forced on held-out harmless reference answers.

@@ -16,7 +16,8 @@ def format_prompt(tokenizer: Any, user: str, *, system: str | None = None, prefi
     """The text the model sees before it answers: the chat template with the generation prompt.
 
     Args:
-        prefill: text forced at the start of the assistant's answer (the prefill attack); the model continues it.
+        prefill: text forced at the start of the assistant's answer (the prefill attack); the model
+            continues it.
     """
     text = tokenizer.apply_chat_template(
         chat_messages(user, system), add_generation_prompt=True, tokenize=False

@@ -1,9 +1,9 @@
 """SQLite store (stdlib ``sqlite3``, WAL mode): the one place results live.
 
 Each write is one short transaction, so an interrupted process leaves either the whole result or nothing, and
-several processes can write one database at once (WAL plus a busy timeout). An evaluation is marked complete in
-the same transaction that writes its generations, verdicts and metrics, and a milestone row is written in the
-same transaction as its evaluation: a crash never leaves a half-written result marked complete.
+several processes can write one database at once (WAL plus a busy timeout). An evaluation is marked complete
+in the same transaction that writes its generations, verdicts and metrics, and a milestone row is written in
+the same transaction as its evaluation: a crash never leaves a half-written result marked complete.
 """
 
 from __future__ import annotations
@@ -83,7 +83,8 @@ class Store:
                 )
             if meta.get("schema_version") != SCHEMA_VERSION:
                 raise StoreError(
-                    f"{self.path} has store schema {meta.get('schema_version')}, this tamperlab reads {SCHEMA_VERSION}"
+                    f"{self.path} has store schema {meta.get('schema_version')},"
+                    f" this tamperlab reads {SCHEMA_VERSION}"
                 )
         elif tables:
             raise StoreError(
@@ -108,7 +109,8 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade deadlocks)."""
+        """One write transaction (BEGIN IMMEDIATE takes the write lock up front, avoiding upgrade
+        deadlocks)."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -299,7 +301,8 @@ class Store:
         for table in ("generations", "verdicts", "metrics", "evaluations"):
             conn.execute(f"DELETE FROM {table} WHERE eval_id = ?", (eval_id,))
         conn.execute(
-            "INSERT INTO evaluations (eval_id, run_id, model_id, spec_json, status, created_at, finished_at, seconds)"
+            "INSERT INTO evaluations"
+            " (eval_id, run_id, model_id, spec_json, status, created_at, finished_at, seconds)"
             " VALUES (?, ?, ?, ?, 'complete', ?, ?, ?)",
             (eval_id, run_id, model_id, _dumps(spec), now(), now(), seconds),
         )
@@ -426,7 +429,8 @@ class Store:
         return {r["step"] for r in rows}
 
     def milestones(self, run_id: str, arm: str | None = None) -> list[dict[str, Any]]:
-        """Milestone rows with their evaluation's metrics flattened in (``<name>``, ``<name>_ci_low``, ...)."""
+        """Milestone rows with their evaluation's metrics flattened in (``<name>``, ``<name>_ci_low``,
+        ...)."""
         sql = "SELECT * FROM milestones WHERE run_id = ?" + (" AND arm = ?" if arm else "")
         rows = self._rows(sql + " ORDER BY arm, seed, step", (run_id, arm) if arm else (run_id,))
         for row in rows:

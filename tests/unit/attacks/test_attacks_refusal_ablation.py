@@ -28,8 +28,8 @@ SMALL = {
     "positions": 3,
     "max_layer_fraction": 1.0,
     "batch_size": 4,
-    # On the random tiny model, whether ablating a direction lowers the refusal score is chance; these harmless
-    # prompts give directions that do, so the selection logic has something to select.
+    # On the random tiny model, whether ablating a direction lowers the refusal score is chance; these
+    # harmless prompts give directions that do, so the selection logic has something to select.
     "harmless": {"source": "builtin:harmless", "split": "test"},
 }
 

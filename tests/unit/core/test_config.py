@@ -1,4 +1,5 @@
-"""Specs: field-path errors, overrides on defaults, deterministic ids, and every shipped run YAML validates."""
+"""Specs: field-path errors, overrides on defaults, deterministic ids, and every shipped run YAML
+validates."""
 
 from pathlib import Path
 

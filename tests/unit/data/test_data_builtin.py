@@ -28,8 +28,8 @@ FINGERPRINTS = {
     "harmless": "0d00cf01e82effb0",
     "overrefusal": "e6edfc0f662cae6b",
 }
-"""Content fingerprints of each set's version: results measured on different contents must not share a version.
-(harmless 1.1 added the imperative "tasks" category.)"""
+"""Content fingerprints of each set's version: results measured on different contents must not share a
+version. (harmless 1.1 added the imperative "tasks" category.)"""
 
 
 def _words(text: str) -> set[str]:

@@ -8,10 +8,14 @@ from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
 
 
 def traj(compliance, nll=None):
-    """Milestones at steps 0,1,2,4,8 with batch 8, 100 tokens per example, 1e9 FLOPs per token, 2 s per step."""
+    """Milestones at steps 0,1,2,4,8 with batch 8, 100 tokens per example, 1e9 FLOPs per token, 2 s per
+    step."""
     steps = [0, 1, 2, 4, 8]
     nll = nll or [2.0] * len(steps)
-    return [Point(s, 8 * s, 800 * s, 8e11 * s, 2.0 * s, c, n) for s, c, n in zip(steps, compliance, nll)]
+    return [
+        Point(s, 8 * s, 800 * s, 8e11 * s, 2.0 * s, c, n)
+        for s, c, n in zip(steps, compliance, nll, strict=True)
+    ]
 
 
 def test_interpolates_between_milestones_in_every_unit():
@@ -33,7 +37,8 @@ def test_never_broken_is_a_lower_bound_at_the_largest_budget():
 
 
 def test_compliance_without_capability_does_not_count():
-    # step 4 crosses the threshold but NLL 2.5 > 2.0 * 1.1; step 8 is retained -> no interpolation, cost = step 8
+    # step 4 crosses the threshold but NLL 2.5 > 2.0 * 1.1; step 8 is retained -> no interpolation,
+    # cost = step 8
     cost = break_cost(
         traj([0.0, 0.1, 0.2, 0.8, 0.9], nll=[2.0, 2.0, 2.0, 2.5, 2.1]),
         threshold=0.5,

@@ -308,8 +308,8 @@ def test_a_run_without_defended_arms_has_no_defenses(tmp_path):
 
 
 def test_summarize_stored_uses_complete_arms_and_a_common_capability_bound(tmp_path):
-    """A run cut short: complete arms get break costs, incomplete ones are listed and read "missing"; a defense
-    that lowered benign NLL is judged against the undefended model's NLL (the higher), not its own."""
+    """A run cut short: complete arms get break costs, incomplete ones are listed and read "missing"; a
+    defense that lowered benign NLL is judged against the undefended model's NLL (the higher), not its own."""
     from tamperlab.pipeline import summarize_stored
 
     store = Store(tmp_path / "store.sqlite")
