@@ -660,19 +660,18 @@ def _generalization_brief(d: DefenseSummary) -> str:
     return " · ".join(parts)
 
 
+def _defense_header(first: str, defenses: list[DefenseSummary]) -> str:
+    """A table's header row: ``first``, the undefended model, then each defense with its badges."""
+    cells = "".join(
+        f'<th{_def_class(d, "def num")} scope="col">{e(d.label)}{_badges(d)}</th>' for d in defenses
+    )
+    return f'<tr><th>{e(first)}</th><th class="num">undefended</th>{cells}</tr>'
+
+
 def _stability_table(
     defenses: list[DefenseSummary], undefended: dict[str, Any], criteria: dict[str, Any]
 ) -> str:
-    head = (
-        '<tr><th>metric</th><th class="num">undefended</th>'
-        + "".join(
-            f'<th{_def_class(d, "def num")} scope="col">{e(d.label)}'
-            + _badges(d)
-            + "</th>"
-            for d in defenses
-        )
-        + "</tr>"
-    )
+    head = _defense_header("metric", defenses)
     reference = undefended.get("stability") or {}
     body = []
     for metric, name, how in STABILITY_ROWS:
@@ -752,16 +751,7 @@ def _trainability_table(defenses: list[DefenseSummary]) -> str:
                 attacks.setdefault(_arm_suffix(t.get("arm")), t)
     if not attacks:
         return '<p class="note">No benign fine-tuning arm in this run: trainability was not measured.</p>'
-    head = (
-        '<tr><th>benign fine-tuning</th><th class="num">undefended</th>'
-        + "".join(
-            f'<th{_def_class(d, "def num")} scope="col">{e(d.label)}'
-            + _badges(d)
-            + "</th>"
-            for d in defenses
-        )
-        + "</tr>"
-    )
+    head = _defense_header("benign fine-tuning", defenses)
     body = []
     for attack, first in attacks.items():
         cells = []
