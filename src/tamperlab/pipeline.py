@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tamperlab import paths, provenance
+from tamperlab import paths, progress, provenance
 from tamperlab.attacks import AttackContext, build_attack
 from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
@@ -144,6 +144,7 @@ class Pipeline:
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
         if not is_cached(name):
             log.info("applying %s to %s (cached afterwards as %s)", ref.name, parent_name, name)
+            progress.stage(f"applying {ref.name} to {parent_name} (cached afterwards)")
             loaded = load_model(self._model_spec(parent_name))
             outcome = defense.apply(loaded)
             record = {"defense": args, "parent": parent_name, "budget": outcome.budget, "data": outcome.data}
@@ -172,6 +173,7 @@ class Pipeline:
         """Evaluate a model before any attack (once per run); returns the evaluation id."""
         eval_id = f"{self.run_id}/{model_id}"
         if self.store.evaluation_status(eval_id) != "complete":
+            progress.stage(f"evaluating {model_name} before any attack")
             loaded = load_model(self._model_spec(model_name))
             reference = self.reference(reference_name) if reference_name else None
             result = evaluate(
@@ -229,15 +231,21 @@ class Pipeline:
                 out.append((f"{variant.label}/{label}", variant, attack, ref))
         return out
 
-    def trajectory(self, arm: str, variant: Variant, attack: Any, seed: int, references: list[str]) -> None:
+    def trajectory(
+        self, arm: str, variant: Variant, attack: Any, seed: int, references: list[str], position: str = ""
+    ) -> None:
         """Attack one variant with one seed, committing each milestone as it is measured, until the last
         milestone or (``stop_when_broken``) the first that breaks it. ``references``: the evaluations whose
-        benign NLL bounds capability (see :func:`save_break_costs`)."""
+        benign NLL bounds capability (see :func:`save_break_costs`); ``position``: "k/n" among the run's
+        trajectories, for the progress line."""
         milestones = self.spec.milestones
         done = self.store.completed_steps(self.run_id, arm, seed)
         stops = stops_when_broken(self.spec, attack)
         if trajectory_finished(self.store, self.run_id, self.spec, arm, seed, references, stops):
             return
+        resumed = f" (steps {', '.join(map(str, sorted(done)))} already stored)" if done else ""
+        where = f" {position}" if position else ""
+        progress.stage(f"trajectory{where}: {arm}, seed {seed}{resumed}")
         loaded = load_model(self._model_spec(variant.model_name))
         reference = self.reference(variant.model_name)
 
@@ -344,10 +352,11 @@ class Pipeline:
             pairs = [(arm, seed) for arm, *_ in arms for seed in self.spec.seeds]
             by_arm = {arm: (variant, attack) for arm, variant, attack, _ in arms}
             references = {arm: [variant.eval_id, variants[0].eval_id] for arm, variant, *_ in arms}
-            for i, (arm, seed) in enumerate(pairs):
-                if self.shard is None or i % self.shard[1] == self.shard[0]:
-                    log.info("attacking: %s, seed %d", arm, seed)
-                    self.trajectory(arm, *by_arm[arm], seed, references[arm])
+            shard = self.shard
+            mine = [p for i, p in enumerate(pairs) if shard is None or i % shard[1] == shard[0]]
+            for k, (arm, seed) in enumerate(mine, 1):
+                log.info("attacking: %s, seed %d", arm, seed)
+                self.trajectory(arm, *by_arm[arm], seed, references[arm], position=f"{k}/{len(mine)}")
             if self.shard is not None:  # the final run without a shard measures and summarizes
                 return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
             for arm, *_ in arms:

@@ -42,6 +42,15 @@ def progress_bar(description: str, total: int | None) -> Iterator:
         yield lambda n=1: bar.advance(task, n)
 
 
+def stage(text: str) -> None:
+    """One line saying which part of a long run starts now, above its progress bars (nothing when bars are
+    off): a study's bars alone all read "train" or "generating"."""
+    if enabled():
+        from rich.markup import escape
+
+        console.print(f"[bold]>[/bold] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def silence_library_bars() -> None:
     """Turn off transformers' own tqdm bars (weight loading, GGUF conversion): tamperlab shows its own."""
     from transformers.utils import logging as hf_logging

@@ -236,6 +236,39 @@ def test_a_trajectory_ended_by_its_break_is_finished_for_resume_and_summarize(
     assert counted["n"] == evaluated  # resuming trains and evaluates nothing more
 
 
+def test_a_run_says_which_stage_and_trajectory_it_is_on(tiny_model_dir, tmp_path, monkeypatch, capsys):
+    """A study's progress bars all read "train" or "generating": a line above them names the stage, and a
+    resumed run names where it picks up and says nothing of the trajectories already finished."""
+    monkeypatch.delenv("TAMPERLAB_QUIET", raising=False)
+    spec, store = tiny_spec(tiny_model_dir), Store(tmp_path / "s.sqlite")
+    real_evaluate = pipeline_module.evaluate
+    calls = {"n": 0}
+
+    def dying_evaluate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # base, safeguarded, full@1, then die at full@2
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "evaluate", dying_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(spec, store).execute()
+    first = [line for line in capsys.readouterr().err.splitlines() if line.startswith("> ")]
+    assert first[0] == f"> evaluating {tiny_model_dir} before any attack"
+    assert first[1].startswith(f"> applying safety-sft to {tiny_model_dir}")
+    assert first[-1] == "> trajectory 1/2: undefended/harmful-sft-full, seed 0"
+
+    monkeypatch.setattr(pipeline_module, "evaluate", real_evaluate)
+    Pipeline(spec, store).execute()
+    second = [line for line in capsys.readouterr().err.splitlines() if line.startswith("> ")]
+    assert second == [
+        "> trajectory 1/2: undefended/harmful-sft-full, seed 0 (steps 0, 1 already stored)",
+        "> trajectory 2/2: undefended/harmful-sft-lora, seed 0",
+    ]
+    Pipeline(spec, store).execute()  # complete: nothing to do, nothing said
+    assert not [line for line in capsys.readouterr().err.splitlines() if line.startswith("> ")]
+
+
 def test_a_bad_shard_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="shard 2/2"):
         Pipeline(tiny_spec(tiny_model_dir), Store(tmp_path / "s.sqlite"), shard=(2, 2))
