@@ -133,7 +133,7 @@ def test_shards_split_the_trajectories_and_the_final_run_only_summarizes(
     assert first.status == "shard done" and store.get_run(first.run_id)["status"] == "running"
     assert not store.break_costs(first.run_id)
     done = {(r["arm"], r["seed"]) for r in store.milestones(first.run_id) if r["step"] > 0}
-    assert len(done) == 2  # every other one of the 4 (arm, seed) trajectories
+    assert done == {("undefended/harmful-sft-full", 0), ("undefended/harmful-sft-lora", 0)}  # K/seeds: seed K
     Pipeline(spec, store, shard=(1, 2)).execute()
 
     counted = count_evaluations(monkeypatch)
