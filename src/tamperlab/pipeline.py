@@ -245,6 +245,7 @@ class Pipeline:
             return
         resumed = f" (steps {', '.join(map(str, sorted(done)))} already stored)" if done else ""
         where = f" {position}" if position else ""
+        log.info("attacking: %s, seed %d%s", arm, seed, resumed)
         progress.stage(f"trajectory{where}: {arm}, seed {seed}{resumed}")
         loaded = load_model(self._model_spec(variant.model_name))
         reference = self.reference(variant.model_name)
@@ -355,7 +356,6 @@ class Pipeline:
             shard = self.shard
             mine = [p for i, p in enumerate(pairs) if shard is None or i % shard[1] == shard[0]]
             for k, (arm, seed) in enumerate(mine, 1):
-                log.info("attacking: %s, seed %d", arm, seed)
                 self.trajectory(arm, *by_arm[arm], seed, references[arm], position=f"{k}/{len(mine)}")
             if self.shard is not None:  # the final run without a shard measures and summarizes
                 return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
