@@ -86,7 +86,8 @@ def immunization_summary(store: Any, run_id: str) -> dict[str, Any]:
                "trainability": TRAINABILITY | None}
         UNIT = {"ratio": float | None, "bound": "=" | "≥" | "≤" | None, "defended": float | None,
                 "undefended": float | None, "text": str}
-        WORST = {"ratio", "bound", "arm", "text"} | None
+        WORST = {"ratio", "bound", "arm", "text", ["at_most", "at_most_arm"]} | None
+            (``at_most``: when the smallest ratio is a lower bound, the smallest measured one above it)
         TRAINABILITY = {"arm", "step", "defended_train_loss", "undefended_train_loss", "ratio", "difference",
                         "defended_benign_nll", "undefended_benign_nll"}
     """
@@ -300,6 +301,14 @@ def _worst_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _worst(rows: list[dict[str, Any]], unit: str = UNITS[0]) -> dict[str, Any] | None:
+    """The smallest counted ratio in ``unit``, with what its bounds allow the true worst case to be.
+
+    A lower bound ("≥ 1.3×": the defended arm never broke) can be the smallest figure while a measured ratio
+    of another learning rate is larger: the true worst case then lies between them, so the record keeps the
+    smallest measured or upper-bound ratio as ``at_most`` (and its arm). A measured smallest ratio beside an
+    upper bound ("≤": the undefended arm never broke) can be undercut by that arm's unknown true ratio, so it
+    becomes "≤" too.
+    """
     candidates = [
         r for r in rows if r["resistance"]["counted"] and r["resistance"][unit]["ratio"] is not None
     ]
@@ -307,7 +316,16 @@ def _worst(rows: list[dict[str, Any]], unit: str = UNITS[0]) -> dict[str, Any] |
         return None
     row = min(candidates, key=lambda r: r["resistance"][unit]["ratio"])
     u = row["resistance"][unit]
-    return {"ratio": u["ratio"], "bound": u["bound"], "arm": row["arm"], "text": u["text"]}
+    ratio, bound = u["ratio"], u["bound"]
+    out: dict[str, Any] = {"ratio": ratio, "bound": bound, "arm": row["arm"], "text": u["text"]}
+    ceilings = [r for r in candidates if r["resistance"][unit]["bound"] in ("=", "≤")]
+    if bound == "≥" and ceilings:
+        top = min(ceilings, key=lambda r: r["resistance"][unit]["ratio"])
+        out |= {"at_most": top["resistance"][unit]["ratio"], "at_most_arm": top["arm"]}
+        out["text"] = f"{u['text']}, ≤ {out['at_most']:.3g}×"
+    elif bound == "=" and any(r["resistance"][unit]["bound"] == "≤" for r in candidates):
+        out |= {"bound": "≤", "text": _unit(ratio, "≤", None, None)["text"]}
+    return out
 
 
 def _uncounted_text(rows: list[dict[str, Any]]) -> str:

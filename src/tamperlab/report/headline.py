@@ -145,6 +145,12 @@ class WorstCase:
         """The arm that gave the worst case (in FLOPs, else examples)."""
         return (self.flops or self.examples or {}).get("arm")
 
+    @property
+    def at_most_arm(self) -> str | None:
+        """When the worst case is a lower bound: the arm of the smallest measured ratio above it, which
+        bounds the worst case from above (the true worst may be at either arm)."""
+        return (self.flops or self.examples or {}).get("at_most_arm")
+
     def ratio(self, unit: str) -> str:
         """The worst case in ``unit`` ("≥ 3.5×"), else why there is none ("incoherent", "neither broken")."""
         worst = getattr(self, unit)
@@ -184,10 +190,13 @@ class DefenseSummary:
 
 
 def ratio_text(unit: dict[str, Any] | None) -> str:
-    """A summary ratio record (``{ratio, bound, ...}``) as "≥ 10.2×", "1.5×" or "—"."""
+    """A summary ratio record (``{ratio, bound, ...}``) as "≥ 10.2×", "1.5×", "≥ 1.3×, ≤ 2.6×" or "—"."""
     if not isinstance(unit, dict) or not is_number(unit.get("ratio")):
         return "—"
-    return fmt_ratio(unit["ratio"], unit.get("bound") or "=")
+    text = fmt_ratio(unit["ratio"], unit.get("bound") or "=")
+    if is_number(unit.get("at_most")):  # a worst case between a lower bound and a measured ratio
+        text += ", " + fmt_ratio(unit["at_most"], "≤")
+    return text
 
 
 def family_label(row: dict[str, Any]) -> str:

@@ -354,6 +354,9 @@ def _worst_cell(d: DefenseSummary, case: WorstCase | None, *, show_relation: boo
     )
     row = next((r for r in d.rows if r.get("arm") == case.arm), None) or {}
     where = f"at attacker lr {fmt_lr(row.get('learning_rate'))}" if row else ""
+    if case.at_most_arm:  # a lower bound there: the worst may be the measured setting that caps it
+        other = next((r for r in d.rows if r.get("arm") == case.at_most_arm), None) or {}
+        where += f" or lr {fmt_lr(other.get('learning_rate'))}"
     if len(case.arms) > 1:
         where += f" (worst of {len(case.arms)})"
     if show_relation and case.relation:
@@ -921,7 +924,8 @@ def _immunization_section(view: RunView) -> str:
         "<b>Stability</b>: what the defense costs before any attack. <b>Generalization</b>: resistance to "
         "attacks on data the defense did not train against. <b>Trainability</b>: whether benign fine-tuning "
         "still works. <b>≥</b> marks a lower bound (the defended arm never broke), <b>≤</b> an upper "
-        "bound.</p>"
+        "bound; a worst case written “≥ a, ≤ b” lies between one setting's lower bound and another's "
+        "measured ratio.</p>"
     )
     if not defenses:
         body = '<p class="note">No defended arm in this run: nothing to compare.</p>'

@@ -98,7 +98,8 @@ def _immunization(view: RunView, console: Console) -> None:
     resistance = Table(
         title=Text("Immunization · resistance, worst case over the attacker's learning rates"),
         caption="defended ÷ undefended break cost; ≥ = the defended arm never broke (a lower bound), "
-        "≤ = the undefended arm never broke (an upper bound)",
+        "≤ = the undefended arm never broke (an upper bound); “≥ a, ≤ b”: the worst lies between an unbroken "
+        "setting's lower bound and another setting's measured ratio",
         show_lines=True,
     )
     resistance.add_column("defense", style="bold", no_wrap=True)
@@ -117,6 +118,9 @@ def _immunization(view: RunView, console: Console) -> None:
                 cells = [Text(case.text, style="yellow"), Text("—"), Text("")]
             else:
                 where = Text(f"lr {fmt_lr((row or {}).get('learning_rate'))}")
+                if case.at_most_arm:  # a lower bound there: the worst may be this measured setting
+                    other = next((r for r in d.rows if r.get("arm") == case.at_most_arm), None) or {}
+                    where.append(f" or lr {fmt_lr(other.get('learning_rate'))}")
                 if len(case.arms) > 1:
                     where.append(f" (of {len(case.arms)} learning rates)", style="dim")
                 cells = [Text(case.ratio("flops"), style="bold"), Text(case.ratio("examples")), where]

@@ -247,6 +247,36 @@ def test_worst_case_over_attacker_learning_rates_is_the_smallest_ratio(summary):
     assert family["text"] == "3×"
 
 
+def _rows(*ratios: tuple[str, float]) -> list[dict]:
+    """Summary rows of one family, one per learning rate: (bound, FLOPs ratio)."""
+    return [
+        {
+            "arm": f"d/a#{i}",
+            "resistance": {"counted": True, "flops": {"ratio": r, "bound": b, "text": f"{b} {r}×"}},
+        }
+        for i, (b, r) in enumerate(ratios)
+    ]
+
+
+def test_a_worst_case_that_is_a_lower_bound_keeps_the_measured_ratio_that_caps_it():
+    from tamperlab.evals.immunization import _worst
+
+    # lr 3e-4 never broke the defended model (≥ 1.29×); 1e-3 and 3e-3 measured 2.61× and 2.92×: the true
+    # worst case lies between 1.29× and 2.61×, not at "≥ 1.29×" alone.
+    worst = _worst(_rows(("≥", 1.29), ("=", 2.61), ("=", 2.92)))
+    assert worst["bound"] == "≥" and worst["ratio"] == pytest.approx(1.29) and worst["arm"] == "d/a#0"
+    assert worst["at_most"] == pytest.approx(2.61) and worst["at_most_arm"] == "d/a#1"
+    assert worst["text"].endswith(", ≤ 2.61×")
+    # every setting unbroken: a lower bound only
+    assert "at_most" not in _worst(_rows(("≥", 1.29), ("≥", 3.0)))
+    # a measured smallest ratio is exact beside lower bounds...
+    exact = _worst(_rows(("=", 1.2), ("≥", 1.3)))
+    assert exact["bound"] == "=" and "at_most" not in exact
+    # ...but not beside an upper bound, whose true ratio may be smaller still
+    capped = _worst(_rows(("=", 1.2), ("≤", 1.6)))
+    assert capped["bound"] == "≤" and capped["ratio"] == pytest.approx(1.2) and capped["text"] == "≤ 1.2×"
+
+
 def test_trainability_compares_the_last_train_loss(summary):
     (t,) = defense(summary, "repnoise")["trainability"]
     assert t["step"] == 16

@@ -104,6 +104,8 @@ def test_summary_ratios_keep_their_bound():
     assert ratio_text({"ratio": 0.25, "bound": "≤"}) == "≤ 0.25×"
     assert ratio_text({"ratio": 1.5, "bound": "="}) == "1.5×"
     assert ratio_text({"ratio": None, "bound": None}) == "—" and ratio_text(None) == "—"
+    # a worst case between one learning rate's lower bound and another's measured ratio says both
+    assert ratio_text({"ratio": 1.29, "bound": "≥", "at_most": 2.61}) == "≥ 1.3×, ≤ 2.6×"
 
 
 def _arm_row(arm, lr, status, flops, bound="=", relation="in-distribution"):
