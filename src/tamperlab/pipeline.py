@@ -358,27 +358,32 @@ class Pipeline:
             for k, (arm, seed) in enumerate(mine, 1):
                 self.trajectory(arm, *by_arm[arm], seed, references[arm], position=f"{k}/{len(mine)}")
             if self.shard is not None:  # the final run without a shard measures and summarizes
-                return RunOutcome(self.run_id, False, "shard done", time.perf_counter() - start)
+                elapsed = time.perf_counter() - start
+                self.store.add_run_seconds(self.run_id, elapsed)
+                return RunOutcome(self.run_id, False, "shard done", elapsed)
             for arm, *_ in arms:
                 save_break_costs(self.store, self.run_id, self.spec, arm, references[arm])
             save_summaries(self.store, self.run_id, self.spec, variants)
         except DivergedError as exc:
-            self.store.finish_run(
-                self.run_id, "diverged", error=str(exc), wall_seconds=time.perf_counter() - start
-            )
+            self.store.finish_run(self.run_id, "diverged", error=str(exc), wall_seconds=self._spent(start))
             raise
         except BaseException as exc:
             self.store.finish_run(
                 self.run_id,
                 "failed",
                 error=f"{type(exc).__name__}: {exc}",
-                wall_seconds=time.perf_counter() - start,
+                wall_seconds=self._spent(start),
             )
             raise
-        # A resumed run's wall time includes the time its interrupted attempts spent.
-        wall = time.perf_counter() - start + ((previous or {}).get("wall_seconds") or 0.0)
+        wall = self._spent(start)
         self.store.finish_run(self.run_id, "complete", wall_seconds=wall)
         return RunOutcome(self.run_id, False, "complete", wall)
+
+    def _spent(self, start: float) -> float:
+        """This process's time since ``start`` plus what the run's earlier attempts and its shards recorded
+        (read now: a shard beside this process may have added its time since)."""
+        recorded = (self.store.get_run(self.run_id) or {}).get("wall_seconds") or 0.0
+        return time.perf_counter() - start + recorded
 
 
 def save_break_costs(

@@ -134,10 +134,17 @@ def test_shards_split_the_trajectories_and_the_final_run_only_summarizes(
     assert not store.break_costs(first.run_id)
     done = {(r["arm"], r["seed"]) for r in store.milestones(first.run_id) if r["step"] > 0}
     assert done == {("undefended/harmful-sft-full", 0), ("undefended/harmful-sft-lora", 0)}  # K/seeds: seed K
-    Pipeline(spec, store, shard=(1, 2)).execute()
+    second = Pipeline(spec, store, shard=(1, 2)).execute()
+    shards = first.seconds + second.seconds
+    assert store.get_run(first.run_id)["wall_seconds"] == pytest.approx(shards)
 
     counted = count_evaluations(monkeypatch)
-    assert Pipeline(spec, store).execute().status == "complete"
+    final = Pipeline(spec, store).execute()
+    assert final.status == "complete"
+    # the run's time is every process's, not the final one's few seconds of summarizing
+    assert (
+        store.get_run(first.run_id)["wall_seconds"] == pytest.approx(final.seconds) and final.seconds > shards
+    )
     assert counted["n"] == 0  # the shards measured everything
     table = milestone_table(store, first.run_id)
     assert [r[:6] for r in table] == [r[:6] for r in expected]

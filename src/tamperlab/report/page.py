@@ -1620,7 +1620,10 @@ def _provenance_section(view: RunView, store: Store) -> str:
         ("status", run.get("status")),
         ("started", prov.get("started_at") or run.get("created_at")),
         ("finished", run.get("finished_at") or "—"),
-        ("wall time", fmt_seconds(run["wall_seconds"]) if is_number(run.get("wall_seconds")) else "—"),
+        (
+            "time spent (all attempts and shards)",
+            fmt_seconds(run["wall_seconds"]) if is_number(run.get("wall_seconds")) else "—",
+        ),
         ("seeds", ", ".join(map(str, prov.get("seeds") or view.seeds))),
         ("python", prov.get("python", "—")),
         ("store", str(store.path)),

@@ -155,6 +155,15 @@ class Store:
                 (status, error, now(), wall_seconds, run_id),
             )
 
+    def add_run_seconds(self, run_id: str, seconds: float) -> None:
+        """Add a process's time to a run that goes on (a shard that finished its part): the run's final
+        process adds its own and records the total when it finishes the run."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET wall_seconds = COALESCE(wall_seconds, 0) + ? WHERE run_id = ?",
+                (seconds, run_id),
+            )
+
     def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["spec"] = _loads(row.pop("spec_json"))
         row["provenance"] = _loads(row.pop("provenance_json"))
