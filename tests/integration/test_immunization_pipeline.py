@@ -153,6 +153,16 @@ def test_the_shipped_cpu_immunization_spec_sweeps_the_attackers_learning_rate():
     assert {ref.name for ref in spec.attacks} == {"harmful-sft", "benign-sft"}
 
 
+def test_the_longer_lora_spec_extends_the_cpu_studys_arm_with_its_defenses():
+    study = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu.yaml")
+    longer = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu_lora16.yaml")
+    assert longer.defenses == study.defenses and longer.safeguard == study.safeguard
+    assert longer.seeds == study.seeds
+    (attack,) = longer.attacks
+    assert attack in study.attacks and attack.args["mode"] == "lora"
+    assert max(longer.milestones) == 2 * max(study.milestones)
+
+
 def test_the_shipped_repnoise_grid_expands():
     from tamperlab.sweep.grid import expand, load_grid
 
