@@ -322,7 +322,7 @@ def _worst(rows: list[dict[str, Any]], unit: str = UNITS[0]) -> dict[str, Any] |
     if bound == "≥" and ceilings:
         top = min(ceilings, key=lambda r: r["resistance"][unit]["ratio"])
         out |= {"at_most": top["resistance"][unit]["ratio"], "at_most_arm": top["arm"]}
-        out["text"] = f"{u['text']}, ≤ {out['at_most']:.3g}×"
+        out["text"] = f"{u['text']}, {_unit(out['at_most'], '≤', None, None)['text']}"
     elif bound == "=" and any(r["resistance"][unit]["bound"] == "≤" for r in candidates):
         out |= {"bound": "≤", "text": _unit(ratio, "≤", None, None)["text"]}
     return out

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tamperlab.report.collect import UNDEFENDED, RunView, attack_label, defense_name
-from tamperlab.report.formatting import BUDGET_UNITS, fmt_bound, fmt_ratio, is_number
+from tamperlab.report.formatting import BUDGET_UNITS, fmt_bound, fmt_lr, fmt_ratio, is_number
 
 RATIO_UNITS = ("flops", "examples")
 """Units the defended/undefended ratio is given in: compute spent, and data an attacker needs."""
@@ -150,6 +150,17 @@ class WorstCase:
         """When the worst case is a lower bound: the arm of the smallest measured ratio above it, which
         bounds the worst case from above (the true worst may be at either arm)."""
         return (self.flops or self.examples or {}).get("at_most_arm")
+
+    def where(self, rows: list[dict[str, Any]]) -> str | None:
+        """The attacker learning rate of the worst case ("lr 3e-4"), and of the measured setting that caps it
+        when the worst case is a lower bound ("lr 3e-4 or lr 1e-3"); None when its arm has no row."""
+        by_arm = {r.get("arm"): r for r in rows}
+        if self.arm not in by_arm:
+            return None
+        text = f"lr {fmt_lr(by_arm[self.arm].get('learning_rate'))}"
+        if self.at_most_arm:
+            text += f" or lr {fmt_lr((by_arm.get(self.at_most_arm) or {}).get('learning_rate'))}"
+        return text
 
     def ratio(self, unit: str) -> str:
         """The worst case in ``unit`` ("≥ 3.5×"), else why there is none ("incoherent", "neither broken")."""

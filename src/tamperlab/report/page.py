@@ -352,11 +352,8 @@ def _worst_cell(d: DefenseSummary, case: WorstCase | None, *, show_relation: boo
         f"<div><b>{e(case.ratio(u))}</b> <span class='muted'>{e(UNIT_TITLES[u])}</span></div>"
         for u in ("flops", "examples")
     )
-    row = next((r for r in d.rows if r.get("arm") == case.arm), None) or {}
-    where = f"at attacker lr {fmt_lr(row.get('learning_rate'))}" if row else ""
-    if case.at_most_arm:  # a lower bound there: the worst may be the measured setting that caps it
-        other = next((r for r in d.rows if r.get("arm") == case.at_most_arm), None) or {}
-        where += f" or lr {fmt_lr(other.get('learning_rate'))}"
+    lr = case.where(d.rows)
+    where = f"at attacker {lr}" if lr else ""
     if len(case.arms) > 1:
         where += f" (worst of {len(case.arms)})"
     if show_relation and case.relation:

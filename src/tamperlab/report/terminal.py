@@ -113,14 +113,10 @@ def _immunization(view: RunView, console: Console) -> None:
             resistance.add_row(Text(d.label), flag, Text("—"), Text("—"), Text(""))
             continue
         for case in d.worst:
-            row = next((r for r in d.rows if r.get("arm") == case.arm), None)
             if case.flops is None and case.examples is None:
                 cells = [Text(case.text, style="yellow"), Text("—"), Text("")]
             else:
-                where = Text(f"lr {fmt_lr((row or {}).get('learning_rate'))}")
-                if case.at_most_arm:  # a lower bound there: the worst may be this measured setting
-                    other = next((r for r in d.rows if r.get("arm") == case.at_most_arm), None) or {}
-                    where.append(f" or lr {fmt_lr(other.get('learning_rate'))}")
+                where = Text(case.where(d.rows) or f"lr {fmt_lr(None)}")
                 if len(case.arms) > 1:
                     where.append(f" (of {len(case.arms)} learning rates)", style="dim")
                 cells = [Text(case.ratio("flops"), style="bold"), Text(case.ratio("examples")), where]
