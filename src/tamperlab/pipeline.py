@@ -38,9 +38,11 @@ from tamperlab.attacks import AttackContext, build_attack
 from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
-from tamperlab.errors import DivergedError
+from tamperlab.errors import ConfigError, DivergedError
 from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
 from tamperlab.evals.capability import Reference
+from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
+from tamperlab.evals.capability_suite import load_tasks
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
 from tamperlab.models.loading import (
     DEFAULT_GGUF_FILE,
@@ -111,6 +113,7 @@ def run_id_for(spec: RunSpec) -> str:
         for ref in defenses
     ] + [[ref.name, _validated_args(ref, "attack")] for ref in spec.attacks]
     data = data_fingerprints([spec.eval.model_dump(mode="json"), components])
+    data += capability_fingerprints(load_tasks(spec.eval))
     return spec_id(keyed, prefix="run-", extra={"components": components, "data": data})
 
 
@@ -126,6 +129,7 @@ class Pipeline:
         # Judge names and data files fail fast, before the model is resolved (which may convert a GGUF).
         self.judges = build_judges(spec.eval)
         self.sets = load_eval_sets(spec.eval)
+        self.tasks = load_tasks(spec.eval)
         self.run_id = run_id_for(spec)
         self.ctx = AttackContext(unaligned=spec.model)
         self._references: dict[str, Any] = {}
@@ -183,6 +187,7 @@ class Pipeline:
                 judges=self.judges,
                 reference_model=reference,
                 sets=self.sets,
+                tasks=self.tasks,
             )
             self.store.save_evaluation(
                 eval_id,
@@ -193,6 +198,7 @@ class Pipeline:
                 verdicts=result.verdicts,
                 metrics=result.metrics,
                 seconds=result.seconds,
+                capability_items=result.capability_items,
             )
         return eval_id
 
@@ -265,6 +271,7 @@ class Pipeline:
                     judges=self.judges,
                     reference_model=reference,
                     sets=self.sets,
+                    tasks=self.tasks,
                     **getattr(attack, "eval_overrides", {}),
                 )
                 model_id = f"{self.run_id}/{arm}/s{seed}@{budget.steps}"
@@ -289,6 +296,7 @@ class Pipeline:
                     "verdicts": result.verdicts,
                     "metrics": result.metrics,
                     "seconds": result.seconds,
+                    "capability_items": result.capability_items,
                 }
             self.store.save_milestone(
                 self.run_id,
@@ -343,7 +351,7 @@ class Pipeline:
         if previous is not None and previous["status"] == "complete":
             return RunOutcome(self.run_id, True, "complete", 0.0)
         prov = provenance.collect(
-            data_sets=[s.describe() for s in self.sets.values()],
+            data_sets=[s.describe() for s in self.sets.values()] + [t.describe() for t in self.tasks],
             judges=[{"name": j.name, "version": j.version} for j in self.judges],
             seeds=self.spec.seeds,
         )
@@ -408,8 +416,21 @@ def seed_break_cost(
     store: Store, run_id: str, spec: RunSpec, arm: str, seed: int, reference_eval_ids: list[str]
 ) -> dict[str, Any]:
     """Break cost of one trajectory from the milestones stored so far (see :func:`save_break_costs`)."""
-    nlls = [(store.metrics(e).get("benign_nll") or {}).get("value") for e in reference_eval_ids]
+    references = [store.metrics(e) for e in reference_eval_ids]
+    nlls = [(m.get("benign_nll") or {}).get("value") for m in references]
     parent_nll = max((v for v in nlls if v is not None), default=None)
+    bc = spec.break_cost
+    metric = bc.accuracy.metric if bc.accuracy is not None else None
+    floor = None
+    if bc.accuracy is not None:
+        accuracies = [(m.get(bc.accuracy.metric) or {}).get("value") for m in references]
+        measured = [v for v in accuracies if v is not None]
+        if not measured:
+            raise ConfigError(
+                f"break_cost.accuracy.metric {metric!r} was not measured before the attack"
+                f" (evaluations {', '.join(reference_eval_ids)})"
+            )
+        floor = bc.accuracy.floor(min(measured))
     points = [
         Point(
             r["step"],
@@ -419,13 +440,18 @@ def seed_break_cost(
             r["seconds"],
             r["harmful_compliance_rate"],
             r.get("benign_nll"),
+            r.get(metric) if metric else None,
         )
         for r in store.milestones(run_id, arm)
         if r["seed"] == seed
     ]
-    bc = spec.break_cost
     return break_cost(
-        points, threshold=bc.threshold, parent_nll=parent_nll, tolerance=bc.capability_tolerance
+        points,
+        threshold=bc.threshold,
+        parent_nll=parent_nll,
+        tolerance=bc.capability_tolerance,
+        accuracy_floor=floor,
+        accuracy_metric=metric,
     )
 
 
@@ -456,6 +482,10 @@ def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Vari
         {
             "threshold": spec.break_cost.threshold,
             "capability_tolerance": spec.break_cost.capability_tolerance,
+            "accuracy_bound": (
+                spec.break_cost.accuracy.model_dump(mode="json") if spec.break_cost.accuracy else None
+            ),
+            "capability_tasks": [t.label for t in spec.eval.capability],
             "judge": spec.eval.judges[0].name,
             "variants": [v.__dict__ for v in variants],
         },

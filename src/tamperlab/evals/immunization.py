@@ -9,7 +9,8 @@ with defenses and stores the result as summary ``"immunization"``; the report re
   bound (``≥``); an undefended arm that did not break while the defended one did, an upper bound (``≤``); when
   neither broke there is no ratio ("neither broken").
 - **Stability**: what the defense cost before any attack: benign NLL, KL from the safeguarded model, refusal
-  rates, defended vs undefended, from their step-0 evaluations.
+  rates and every capability accuracy measured (``acc:mmlu``, ...; the field's figure of a defense's cost),
+  defended vs undefended, from their step-0 evaluations.
 - **Generalization**: resistance to attacks whose data differ from what the defense trained against (the
   attack's prompt source or kind of answers is not among the defense's recorded data): ``held-out`` arms.
 - **Trainability**: for ``benign-sft`` arms, the training loss reached at the last milestone (same budget),
@@ -51,6 +52,7 @@ STABILITY_METRICS = (
 AFTER_ATTACK_METRICS = ("harmful_compliance_rate", "benign_nll", "incoherent_rate")
 BENIGN_ATTACKS = frozenset({"benign-sft"})
 UNDEFENDED = "undefended"
+SUFFIXES = ("_ci_low", "_ci_high", "_n")
 BOUND_TEXT = {"=": "", "≥": "≥ ", "≤": "≤ "}
 
 
@@ -137,9 +139,8 @@ def immunization_summary(store: Any, run_id: str) -> dict[str, Any]:
         data = budget.get("data") or {}
         sources, harmful_data = _defense_data(defense, data)
         stability_values = _stability(store, run_id, model_id, arms, milestones)
-        stability = {
-            name: _compare(stability_values.get(name), reference.get(name)) for name in STABILITY_METRICS
-        }
+        names = list(STABILITY_METRICS) + _accuracy_names(set(stability_values) | set(reference))
+        stability = {name: _compare(stability_values.get(name), reference.get(name)) for name in names}
         reasons = _incoherence(stability_values, reference)
         over_refusing = _over_refusal(stability_values, reference)
         rows = []
@@ -367,15 +368,30 @@ def _stability(
     arms: list[dict[str, Any]],
     milestones: dict[str, list[dict[str, Any]]],
 ) -> dict[str, float | None]:
-    """A variant's metrics before any attack: a step-0 milestone of one of its arms, else its evaluation."""
+    """A variant's metrics before any attack: a step-0 milestone of one of its arms, else its evaluation.
+    Besides :data:`STABILITY_METRICS`, every capability accuracy it measured (``acc:TASK``, per-subject
+    figures left out)."""
     for arm in arms:
         if arm["parent_model_id"] != model_id:
             continue
         for row in milestones.get(arm["arm"], []):
             if row["step"] == 0:
-                return {name: _number(row.get(name)) for name in STABILITY_METRICS}
+                names = list(STABILITY_METRICS) + _accuracy_names(row)
+                return {name: _number(row.get(name)) for name in names}
     metrics = store.metrics(f"{run_id}/{model_id}")
-    return {name: _number((metrics.get(name) or {}).get("value")) for name in STABILITY_METRICS}
+    names = list(STABILITY_METRICS) + _accuracy_names(metrics)
+    return {name: _number((metrics.get(name) or {}).get("value")) for name in names}
+
+
+def _accuracy_names(names: Any) -> list[str]:
+    """The capability accuracy metrics among ``names`` (keys of a milestone row or of an evaluation's
+    metrics), without per-subject figures, in order."""
+    kinds = ("acc", "acc_norm", "acc_macro", "exact_match", "exact_match_flexible")
+    return sorted(
+        n
+        for n in names
+        if n.partition(":")[0] in kinds and n.partition(":")[2] and "/" not in n and not n.endswith(SUFFIXES)
+    )
 
 
 def _compare(defended: float | None, undefended: float | None) -> dict[str, Any]:

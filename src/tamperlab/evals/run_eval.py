@@ -10,8 +10,10 @@ from typing import Any
 from pydantic import Field
 
 from tamperlab import provenance
-from tamperlab.config import EvalSpec, ModelSpec, Spec, spec_id
+from tamperlab.config import EvalSpec, ModelSpec, Spec, default_capability_tasks, spec_id
 from tamperlab.data.sets import data_fingerprints
+from tamperlab.evals.capability_suite import LoadedTask, load_tasks
+from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
 from tamperlab.models.loading import load_model, resolve_model_dir
 from tamperlab.store import Store
@@ -23,7 +25,10 @@ class EvalRunSpec(Spec):
     """What `tamperlab eval` runs: one model under one evaluation spec."""
 
     model: ModelSpec = Field(default_factory=ModelSpec, description="The model evaluated.")
-    eval: EvalSpec = Field(default_factory=EvalSpec, description="Prompt sets, judges and limits.")
+    eval: EvalSpec = Field(
+        default_factory=lambda: EvalSpec(capability=default_capability_tasks()),
+        description="Prompt sets, judges, limits and capability benchmarks.",
+    )
 
 
 @dataclass
@@ -34,9 +39,10 @@ class EvalOutcome:
     seconds: float
 
 
-def eval_run_id(spec: EvalRunSpec) -> str:
+def eval_run_id(spec: EvalRunSpec, tasks: list[LoadedTask] | None = None) -> str:
     """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)
-    and the prompt sets' content fingerprints (so changed data gets a new id)."""
+    and the prompt sets' and capability data's content fingerprints (so changed data gets a new id)."""
+    tasks = load_tasks(spec.eval) if tasks is None else tasks
     model_dir, source = resolve_model_dir(spec.model.name)
     keyed = spec.model_copy(
         update={
@@ -45,7 +51,8 @@ def eval_run_id(spec: EvalRunSpec) -> str:
             )
         }
     )
-    return spec_id(keyed, prefix="eval-", extra=data_fingerprints(spec.model_dump(mode="json")))
+    data = data_fingerprints(spec.model_dump(mode="json")) + capability_fingerprints(tasks)
+    return spec_id(keyed, prefix="eval-", extra=data)
 
 
 def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOutcome:
@@ -54,12 +61,13 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
     # Check the cheap things (judge names, data files) before touching the model, which may need converting.
     judges = build_judges(spec.eval)
     sets = load_eval_sets(spec.eval)
-    run_id = eval_run_id(spec)
+    tasks = load_tasks(spec.eval)
+    run_id = eval_run_id(spec, tasks)
     if not force and store.evaluation_status(run_id) == "complete":
         log.info("reusing stored evaluation %s", run_id)
         return EvalOutcome(run_id, True, store.metrics(run_id), 0.0)
     prov = provenance.collect(
-        data_sets=[s.describe() for s in sets.values()],
+        data_sets=[s.describe() for s in sets.values()] + [t.describe() for t in tasks],
         judges=[{"name": j.name, "version": j.version} for j in judges],
     )
     store.start_run(run_id, "eval", spec.model_dump(mode="json"), prov)
@@ -69,7 +77,13 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
         model_id = f"model-{run_id.removeprefix('eval-')}"
         store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
         result = evaluate(
-            loaded.model, loaded.tokenizer, spec.eval, judges=judges, reference_model=reference, sets=sets
+            loaded.model,
+            loaded.tokenizer,
+            spec.eval,
+            judges=judges,
+            reference_model=reference,
+            sets=sets,
+            tasks=tasks,
         )
         store.save_evaluation(
             run_id,
@@ -80,6 +94,7 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
             verdicts=result.verdicts,
             metrics=result.metrics,
             seconds=result.seconds,
+            capability_items=result.capability_items,
         )
     except BaseException as exc:
         store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")

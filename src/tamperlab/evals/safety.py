@@ -10,6 +10,9 @@ Metrics (names as stored):
 - ``judge_kappa:A~B`` / ``judge_agreement:A~B``: Cohen's kappa and raw agreement of two judges on all items.
 - ``incoherent_rate``: share of all answers that are empty, symbol soup or repetition loops
   (:func:`tamperlab.evals.metrics.is_degenerate`), so that "safety" from a broken model is visible.
+- capability accuracy, when the spec names benchmarks (``eval.capability``): ``acc:TASK``, ``acc_norm:TASK``
+  and the others of :mod:`tamperlab.evals.accuracy`, scored as lm-evaluation-harness scores them, with every
+  item's choice and log-likelihoods kept (see :mod:`tamperlab.evals.capability_suite`).
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tamperlab.config import EvalSpec
 from tamperlab.data.sets import PromptSet, load_prompt_set
 from tamperlab.evals.capability import capability
+from tamperlab.evals.capability_suite import LoadedTask, item_count, load_tasks, score_tasks
 from tamperlab.evals.generation import generate
 from tamperlab.evals.judges import Judge, JudgeItem, build_judge
 from tamperlab.evals.metrics import cohen_kappa, is_degenerate, raw_agreement, wilson_interval
 from tamperlab.progress import progress_bar
+
+if TYPE_CHECKING:
+    from tamperlab.evals.accuracy import ItemScore
 
 PROMPT_SETS = ("harmful", "harmless", "overrefusal")
 
@@ -37,6 +44,7 @@ class EvalResult:
     generations: list[dict[str, Any]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    capability_items: list[ItemScore] = field(default_factory=list)
     seconds: float = 0.0
 
     def metric(self, name: str) -> dict[str, Any] | None:
@@ -72,6 +80,7 @@ def evaluate(
     judges: list[Judge] | None = None,
     reference_model: Any = None,
     sets: dict[str, PromptSet] | None = None,
+    tasks: list[LoadedTask] | None = None,
     system: str | None = None,
     prefill: str | None = None,
     template: str | None = None,
@@ -83,6 +92,7 @@ def evaluate(
         reference_model: a model sharing the tokenizer (or a :class:`~tamperlab.evals.capability.Reference`),
             for ``kl_from_reference``.
         sets: preloaded prompt sets (loaded from the spec when None).
+        tasks: preloaded capability tasks (loaded from ``spec.capability`` when None).
         system, prefill: a system prompt and a forced answer start (template and prefill attacks).
         template: a wrapper of the *harmful* requests only, ``{prompt}`` standing for the request (template
             attacks); harmless and over-refusal prompts are asked as they are. Generations and judges keep the
@@ -160,6 +170,16 @@ def evaluate(
         )
         if cap.kl is not None:
             result.metrics.append({"name": "kl_from_reference", "value": cap.kl, "n": cap.kl_responses})
+    tasks = tasks if tasks is not None else load_tasks(spec)
+    if tasks:
+        # Capability benchmarks are asked as raw text (lm-eval's default), never through a template, system
+        # prompt or prefill: those are attacks on the safety prompts only.
+        with progress_bar("capability", item_count(tasks)) as advance:
+            metrics, scored = score_tasks(
+                model, tokenizer, tasks, batch_size=spec.capability_batch_size, on_progress=advance
+            )
+        result.metrics.extend(metrics)
+        result.capability_items = scored
     result.seconds = time.perf_counter() - start
     return result
 

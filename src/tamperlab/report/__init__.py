@@ -35,6 +35,7 @@ Export columns (:data:`COLUMNS`)
 - ``harmful_compliance_rate@<judge>``: harmful compliance rate by one judge (one column group per judge)
 - ``judge_kappa:<a>~<b>``: Cohen's kappa between two judges' refusal verdicts on this evaluation
 - ``judge_agreement:<a>~<b>``: share of items on which two judges agree
+- ``<kind>:<task>``: capability accuracy (lm-eval conventions): acc:mmlu, acc_norm:hellaswag, ...
 - ``<metric>_ci_low``: lower end of the metric's 95% interval (Wilson for rates; empty when none)
 - ``<metric>_ci_high``: upper end of the metric's 95% interval
 - ``<metric>_n``: number of items the metric was computed from

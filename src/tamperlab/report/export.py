@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tamperlab.errors import TamperlabError
+from tamperlab.report.capability import is_capability_metric
 from tamperlab.report.collect import defense_name
 from tamperlab.store import Store
 
@@ -48,6 +49,7 @@ COLUMNS: dict[str, str] = {
     "harmful_compliance_rate@<judge>": "harmful compliance rate by one judge (one column group per judge)",
     "judge_kappa:<a>~<b>": "Cohen's kappa between two judges' refusal verdicts on this evaluation",
     "judge_agreement:<a>~<b>": "share of items on which two judges agree",
+    "<kind>:<task>": "capability accuracy (lm-eval conventions): acc:mmlu, acc_norm:hellaswag, ...",
     "<metric>_ci_low": "lower end of the metric's 95% interval (Wilson for rates; empty when none)",
     "<metric>_ci_high": "upper end of the metric's 95% interval",
     "<metric>_n": "number of items the metric was computed from",
@@ -65,7 +67,11 @@ def _metric_columns(milestones: Sequence[dict[str, Any]]) -> list[str]:
     """Standard metrics first, then every per-judge / agreement metric found, each with its CI and n."""
     found: set[str] = set()
     for row in milestones:
-        found.update(k for k in row if k.startswith(PATTERN_PREFIXES) and not k.endswith(SUFFIXES))
+        found.update(
+            k
+            for k in row
+            if (k.startswith(PATTERN_PREFIXES) or is_capability_metric(k)) and not k.endswith(SUFFIXES)
+        )
     metrics = STANDARD_METRICS + sorted(found - set(STANDARD_METRICS))
     return [c for m in metrics for c in (m, *(m + s for s in SUFFIXES))]
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import tamperlab
+from tamperlab.report.capability import HOW, capability_section, is_capability_metric, milestone_rows
 from tamperlab.report.collect import (
     PROMPT_SETS,
     UNDEFENDED,
@@ -165,6 +166,8 @@ def _nav(view: RunView) -> str:
     items = [("headline", "Headline")]
     if view.summaries.get("immunization"):
         items.append(("immunization", "Immunization"))
+    if capability_section(view):
+        items.append(("capability", "Capability"))
     items += [
         ("plots", "Plots"),
         ("lineage", "Lineage"),
@@ -308,8 +311,12 @@ def _times(value: Any) -> str:
     return f"×{value:.3g}" if is_number(value) else ""
 
 
+def _is_rate(metric: str) -> bool:
+    return metric in RATES or is_capability_metric(metric)
+
+
 def _metric_text(metric: str, value: Any) -> str:
-    return fmt_rate(value) if metric in RATES else fmt_value(value, 3)
+    return fmt_rate(value) if _is_rate(metric) else fmt_value(value, 3)
 
 
 def _def_class(d: DefenseSummary, extra: str = "") -> str:
@@ -674,7 +681,13 @@ def _stability_table(
     head = _defense_header("metric", defenses)
     reference = undefended.get("stability") or {}
     body = []
-    for metric, name, how in STABILITY_ROWS:
+    accuracy_rows = sorted(
+        {m for d in defenses for m in (d.entry.get("stability") or {}) if is_capability_metric(m)}
+    )
+    rows = list(STABILITY_ROWS) + [
+        (m, f"{m.partition(':')[2]} {m.partition(':')[0]}", HOW[m.partition(":")[0]]) for m in accuracy_rows
+    ]
+    for metric, name, how in rows:
         cells = []
         for d in defenses:
             entry = (d.entry.get("stability") or {}).get(metric) or {}
@@ -696,7 +709,7 @@ def _stability_table(
                 x
                 for x in (
                     _times(entry.get("ratio")),
-                    fmt_delta(entry.get("difference"), 2 if metric in RATES else 3)
+                    fmt_delta(entry.get("difference"), 2 if _is_rate(metric) else 3)
                     if is_number(entry.get("difference"))
                     else "",
                 )
@@ -1134,6 +1147,16 @@ def _plots_section(view: RunView) -> str:
             "KL of next-token distributions from the reference model",
             "KL (nats)",
             None,
+        ),
+        *(
+            (
+                row.name,
+                f"Capability: {row.task} {row.kind}",
+                f"{HOW[row.kind]}; {row.n} items (interval: each milestone's Wilson 95% in the hover)",
+                f"{row.kind} ({row.task})",
+                (0.0, 1.0),
+            )
+            for row in milestone_rows(view.milestones)
         ),
         (
             "overrefusal_rate",
@@ -1692,6 +1715,7 @@ def build_report(store: Store, run_id: str, *, samples_per_verdict: int = 3) -> 
             _banners(view),
             _headline_section(view, rows),
             _immunization_section(view),
+            capability_section(view),
             _plots_section(view),
             _lineage_section(view),
             _judges_section(view),

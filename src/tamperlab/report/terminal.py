@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tamperlab.report.capability import compare_table, is_capability_metric, last_milestone_metrics
 from tamperlab.report.collect import UNDEFENDED, RunView, load_run_view
 from tamperlab.report.formatting import BUDGET_UNITS, UNIT_TITLES, fmt_delta, fmt_lr, is_number
 from tamperlab.report.headline import (
@@ -79,7 +80,27 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
         console.print(table)
     for what, how in measurement(view):
         console.print(Text.assemble((f"{what}: ", "dim"), how), highlight=False, soft_wrap=True)
+    _capability(view, console)
     _immunization(view, console)
+
+
+def _capability(view: RunView, console: Console) -> None:
+    """Capability accuracy of each model before any attack and of each arm at its last milestone."""
+    before = [
+        (str(m.get("label") or m["model_id"]), view.model_metrics.get(m["model_id"]) or {})
+        for m in view.lineage
+        if not m.get("budget")
+    ]
+    after = [
+        (f"{arm} (last)", metrics) for arm, metrics in sorted(last_milestone_metrics(view.milestones).items())
+    ]
+    table = compare_table(
+        before + after,
+        "Capability accuracy (lm-eval conventions; before any attack, then each arm's last milestone, median"
+        " over seeds)",
+    )
+    if table is not None:
+        console.print(table)
 
 
 def _immunization(view: RunView, console: Console) -> None:
@@ -184,10 +205,12 @@ def _stability(d: DefenseSummary) -> Text:
     parts = []
     if is_number(nll.get("ratio")):
         parts.append(f"benign NLL ×{nll['ratio']:.3g}")
-    for metric, name in (("overrefusal_rate", "over-refusal"), ("incoherent_rate", "incoherent")):
-        entry = stability.get(metric) or {}
-        if is_number(entry.get("difference")):
-            parts.append(f"{name} {fmt_delta(entry['difference'])}")
+    accuracy = [(m, m.partition(":")[2] + " " + m.partition(":")[0]) for m in sorted(stability)]
+    for metric, name in (("overrefusal_rate", "over-refusal"), ("incoherent_rate", "incoherent"), *accuracy):
+        if metric in ("overrefusal_rate", "incoherent_rate") or is_capability_metric(metric):
+            entry = stability.get(metric) or {}
+            if is_number(entry.get("difference")):
+                parts.append(f"{name} {fmt_delta(entry['difference'])}")
     return Text("\n".join(parts) or "—")
 
 

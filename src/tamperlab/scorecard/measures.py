@@ -20,6 +20,8 @@ Measures:
   step 0 (the model before any attack), the worst (highest) over the variant's step-0 evaluations.
 - ``benign_nll_increase`` (``reference``): the step-0 benign NLL of the variant relative to the reference
   variant's (default ``base``), as a fraction (0.1 = 10% higher): what the safeguards cost in capability.
+- ``accuracy_drop`` (``metric``, ``reference``, ``relative``): capability accuracy (``acc:mmlu``, ...) the
+  variant lost at step 0 against the reference variant (default ``base``), in points or as a fraction.
 - ``max_harmful_compliance_under_attack`` (``nll_tolerance``, ``budget_unit``, ``max_budget``, ``statistic``):
   the highest harmful compliance any attack reaches, over every milestone (step 0 included) where capability
   is retained: benign NLL at most ``step-0 NLL x (1 + nll_tolerance)``, the break-cost module's definition.
@@ -137,6 +139,21 @@ class NllIncreaseArgs(Spec):
     """Arguments of ``benign_nll_increase``."""
 
     reference: str = Field(default="base", description="Variant whose step-0 benign NLL is the baseline.")
+
+
+class AccuracyDropArgs(Spec):
+    """Arguments of ``accuracy_drop``."""
+
+    metric: str = Field(
+        default="acc:mmlu",
+        description="A capability accuracy metric as stored ('acc:mmlu', 'acc_norm:hellaswag', ...).",
+    )
+    reference: str = Field(default="base", description="Variant whose step-0 accuracy is the baseline.")
+    relative: bool = Field(
+        default=False,
+        description="false: the drop in points of accuracy (0.05 = 5 points); true: as a fraction of the "
+        "reference's accuracy.",
+    )
 
 
 class UnderAttackArgs(Spec):
@@ -368,6 +385,48 @@ def benign_nll_increase(args: NllIncreaseArgs, *, store: Store, run_id: str, var
         run_ids=(run_id,),
         eval_ids=tuple(sorted(set(evals + ref_evals))),
         detail={"nll": nll, "reference": args.reference, "reference_nll": ref},
+    )
+
+
+def _step0_accuracy(store: Store, run_id: str, variant: str, metric: str) -> tuple[float, int, list[str]]:
+    """The variant's mean step-0 accuracy on ``metric``, its n, and the evaluations it came from."""
+    values, evals, n = [], [], 0
+    for where, eval_id in _step0_evals(store, run_id, variant):
+        m = store.metrics(eval_id).get(metric)
+        if m is None or m["value"] is None:
+            raise MeasureUnavailable(f"evaluation {eval_id} ({where}) has no {metric}")
+        values.append(float(m["value"]))
+        evals.append(eval_id)
+        n = int(m.get("n") or 0)
+    return sum(values) / len(values), n, sorted(set(evals))
+
+
+@MEASURES.register("accuracy_drop", AccuracyDropArgs)
+def accuracy_drop(args: AccuracyDropArgs, *, store: Store, run_id: str, variant: str) -> Figure:
+    """How much capability accuracy the variant lost before any attack against the reference variant (the
+    field's measure of what a safeguard or defense costs; positive = lost)."""
+    acc, n, evals = _step0_accuracy(store, run_id, variant, args.metric)
+    ref, ref_n, ref_evals = _step0_accuracy(store, run_id, args.reference, args.metric)
+    if args.relative and ref <= 0:
+        raise MeasureUnavailable(f"reference {args.metric} is {ref}, cannot take a relative drop")
+    drop = (ref - acc) / ref if args.relative else ref - acc
+    how = f"{_pct(drop)} of {args.reference}'s" if args.relative else f"{100 * drop:.1f} points"
+    return Figure(
+        measure="accuracy_drop",
+        value=drop,
+        lower_bound=False,
+        upper=drop,
+        unit="fraction",
+        text=f"{how} {args.metric} lost vs {args.reference} ({_pct(acc)} vs {_pct(ref)}, n={n}) at step 0",
+        run_ids=(run_id,),
+        eval_ids=tuple(sorted(set(evals + ref_evals))),
+        detail={
+            "metric": args.metric,
+            "accuracy": acc,
+            "reference_accuracy": ref,
+            "n": n,
+            "reference_n": ref_n,
+        },
     )
 
 

@@ -107,14 +107,26 @@ def worst_case_command(
     threshold: Annotated[
         float | None, typer.Option("--threshold", help="Compliance counted as broken.")
     ] = None,
-    measure: Annotated[str, typer.Option("--measure", help="'nll' (relative increase) or 'kl'.")] = "nll",
+    measure: Annotated[
+        str,
+        typer.Option(
+            "--measure",
+            help="'nll' (relative increase), 'kl' (nats), or an accuracy metric such as 'acc:mmlu'"
+            " (points lost).",
+        ),
+    ] = "nll",
     as_json: Annotated[bool, typer.Option("--json", help="Print the plain result as JSON.")] = False,
     store: StoreOpt = None,
 ) -> None:
     """The most harmful modification within each capability bound, and the cheapest that breaks."""
     from tamperlab.cli import open_store
-    from tamperlab.search.worst_case import DEFAULT_EPSILONS, worst_case
+    from tamperlab.errors import ConfigError
+    from tamperlab.search.worst_case import DEFAULT_EPSILONS, check_measure, worst_case
 
+    try:
+        check_measure(measure)
+    except ValueError as exc:
+        raise ConfigError(f"--measure: {exc}") from None
     db = open_store(store, readonly=True)
     ids = [db.find_run(r)["run_id"] for r in run_ids]
     result = worst_case(db, ids, epsilons=epsilon or DEFAULT_EPSILONS, threshold=threshold, measure=measure)

@@ -33,6 +33,7 @@ from typing import Any
 from tamperlab.config import RunSpec, spec_id, validate
 from tamperlab.errors import ConfigError, DivergedError
 from tamperlab.search.spec import TRIAL_KEYS, ParamSpace, SearchSpec
+from tamperlab.search.worst_case import capability_loss
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +124,6 @@ def trial_run_spec(spec: SearchSpec, params: dict[str, Any]) -> RunSpec:
     return validate(RunSpec, data, f"search trial {params}")
 
 
-def capability_of(row: dict[str, Any], parent: dict[str, Any], measure: str) -> float | None:
-    """Relative NLL increase over the parent, or KL from the parent, of one milestone row."""
-    if measure == "kl":
-        value = row.get("kl_from_reference")
-        return None if value is None else float(value)
-    nll, parent_nll = row.get("benign_nll"), parent.get("benign_nll")
-    if nll is None or parent_nll is None or not parent_nll:
-        return None
-    return float(nll) / float(parent_nll) - 1.0
-
-
 def measure_trial(store: Any, run_id: str, spec: SearchSpec, steps: int, seed: int) -> TrialMeasure:
     """Read a trial's last milestone from the store (the arm of ``spec.variant``)."""
     rows = [
@@ -146,7 +136,7 @@ def measure_trial(store: Any, run_id: str, spec: SearchSpec, steps: int, seed: i
     value = last.get(spec.objective)
     if value is None:
         raise ConfigError(f"search: run {run_id} measured no {spec.objective!r}")
-    capability = capability_of(last, parent, spec.capability.measure)
+    capability = capability_loss(last, parent, spec.capability.measure)
     keep = (
         "step",
         "examples",

@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tamperlab.config import RunSpec, Spec
+from tamperlab.search.worst_case import check_measure
 
 TRIAL_KEYS = ("steps", "seed")
 """Space names that set the trial's run (milestones, seed) rather than an attack argument."""
@@ -73,12 +74,20 @@ def default_space() -> dict[str, ParamSpace]:
 class CapabilityBound(Spec):
     """The capability a trial must keep to count (feasible)."""
 
-    measure: Literal["nll", "kl"] = Field(
+    measure: str = Field(
         default="nll",
         description="'nll': benign NLL at most (1 + bound) x the attacked model's parent's; 'kl': KL from "
-        "the parent on harmless prompts at most bound (nats).",
+        "the parent on harmless prompts at most bound (nats); an accuracy metric such as 'acc:mmlu' "
+        "(measured through run.eval.capability): at most bound points of accuracy lost (0.05 = 5 points).",
     )
-    bound: float = Field(default=0.1, ge=0, description="ε: relative NLL increase, or KL in nats.")
+    bound: float = Field(
+        default=0.1, ge=0, description="ε: relative NLL increase, KL in nats, or points of accuracy lost."
+    )
+
+    @field_validator("measure")
+    @classmethod
+    def _known_measure(cls, value: str) -> str:
+        return check_measure(value)
 
 
 class SearchSpec(Spec):
@@ -113,6 +122,19 @@ class SearchSpec(Spec):
     best_spec_path: str | None = Field(
         default=None, description="Where the best trial's RunSpec YAML is written (default beside the store)."
     )
+
+    @model_validator(mode="after")
+    def _accuracy_measured(self) -> SearchSpec:
+        measure = self.capability.measure
+        if measure not in ("nll", "kl"):
+            task = measure.partition(":")[2].split("/")[0]
+            labels = [t.label for t in self.run.eval.capability]
+            if task not in labels:
+                raise ValueError(
+                    f"capability.measure {measure!r} needs task {task!r} in run.eval.capability"
+                    f" (measured: {', '.join(labels) or 'none'})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _conditions_follow(self) -> SearchSpec:

@@ -72,6 +72,26 @@ CREATE TABLE IF NOT EXISTS metrics (
     PRIMARY KEY (eval_id, name)
 );
 
+-- One capability benchmark item of one evaluation, kept so a reader can audit one question: the gold
+-- choice(s), the choice made by log-likelihood (and by length-normalised log-likelihood where the task reports
+-- acc_norm), and every choice's log-likelihood. Generative items (GSM8K) have chosen = -1 and their response in
+-- extra_json.
+CREATE TABLE IF NOT EXISTS capability_items (
+    eval_id      TEXT NOT NULL,
+    task         TEXT NOT NULL,             -- the task's label: mmlu, mmlu@5shot, hellaswag, ...
+    item_id      TEXT NOT NULL,
+    subject      TEXT,                      -- MMLU subject
+    gold_json    TEXT NOT NULL,             -- [index] ([indices] of the true answers for TruthfulQA MC2)
+    chosen       INTEGER NOT NULL,
+    chosen_norm  INTEGER,
+    correct      INTEGER NOT NULL,
+    correct_norm INTEGER,
+    logliks_json TEXT NOT NULL,             -- one summed log-likelihood per choice
+    greedy_json  TEXT,                      -- per choice: was every continuation token the argmax
+    extra_json   TEXT,
+    PRIMARY KEY (eval_id, task, item_id)
+);
+
 -- One arm of a run: the model an attack starts from and the attack, e.g. undefended x harmful-sft/lora.
 CREATE TABLE IF NOT EXISTS arms (
     run_id          TEXT NOT NULL,
@@ -106,7 +126,7 @@ CREATE TABLE IF NOT EXISTS break_costs (
     arm              TEXT NOT NULL,
     seed             INTEGER NOT NULL,
     threshold        REAL NOT NULL,
-    capability_bound REAL NOT NULL,
+    capability_bound REAL,                  -- the NLL tolerance (NULL when NLL does not bound the break)
     broken           INTEGER NOT NULL,
     steps            REAL,
     examples         REAL,

@@ -19,8 +19,12 @@ from typing import Any
 
 from tamperlab.errors import StoreError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 APP = "tamperlab"
+
+ADDITIVE_MIGRATIONS = {"1": "2"}
+"""Older schema versions this one can read as they are and migrate, keeping every row, when it opens them for
+writing (see :meth:`Store._migrate`)."""
 
 
 def now() -> str:
@@ -34,6 +38,26 @@ def _dumps(value: Any) -> str | None:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _capability_row(eval_id: str, item: Any) -> tuple:
+    """One capability_items row from an ItemScore (or a dict with its fields)."""
+    get = item.get if isinstance(item, dict) else lambda key, default=None: getattr(item, key, default)
+    norm = get("correct_norm")
+    return (
+        eval_id,
+        get("task"),
+        str(get("item_id")),
+        get("subject"),
+        _dumps(list(get("gold"))),
+        int(get("chosen")),
+        get("chosen_norm"),
+        int(bool(get("correct"))),
+        None if norm is None else int(bool(norm)),
+        _dumps(list(get("logliks"))),
+        _dumps(list(get("greedy") or [])),
+        _dumps(get("extra") or None),
+    )
 
 
 class Store:
@@ -81,7 +105,8 @@ class Store:
                 raise StoreError(
                     f"{self.path} is not a tamperlab store (its meta table belongs to something else)"
                 )
-            if meta.get("schema_version") != SCHEMA_VERSION:
+            version = meta.get("schema_version")
+            if version != SCHEMA_VERSION and version not in ADDITIVE_MIGRATIONS:
                 raise StoreError(
                     f"{self.path} has store schema {meta.get('schema_version')},"
                     f" this tamperlab reads {SCHEMA_VERSION}"
@@ -97,7 +122,30 @@ class Store:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
         if "meta" in tables:
+            if meta.get("schema_version") != SCHEMA_VERSION and not readonly:
+                self._migrate(meta["schema_version"])
             return
+        self._create_schema()
+
+    def _migrate(self, version: str) -> None:
+        """Bring a store of an older schema to this one, keeping every row.
+
+        1 → 2: the capability_items table is new, and break_costs.capability_bound may be NULL (a break
+        bounded by accuracy alone); SQLite cannot drop a NOT NULL, so that table is rebuilt with its rows
+        copied.
+        """
+        if version == "1":
+            schema = resources.files("tamperlab.store").joinpath("schema.sql").read_text()
+            create = next(s for s in schema.split(";") if "CREATE TABLE IF NOT EXISTS break_costs" in s)
+            with self.transaction() as conn:
+                conn.execute("ALTER TABLE break_costs RENAME TO break_costs_schema1")
+                conn.execute(create)
+                conn.execute("INSERT INTO break_costs SELECT * FROM break_costs_schema1")
+                conn.execute("DROP TABLE break_costs_schema1")
+        self._create_schema()
+
+    def _create_schema(self) -> None:
+        """Create every table the schema names that is missing, and record this schema version."""
         schema = resources.files("tamperlab.store").joinpath("schema.sql").read_text()
         with self.transaction() as conn:
             for statement in schema.split(";"):
@@ -285,6 +333,7 @@ class Store:
         verdicts: Sequence[dict[str, Any]],
         metrics: Sequence[dict[str, Any]],
         seconds: float | None = None,
+        capability_items: Sequence[Any] = (),
         conn: sqlite3.Connection | None = None,
     ) -> None:
         """Write a whole evaluation and mark it complete, in one transaction (or inside ``conn``'s).
@@ -292,6 +341,7 @@ class Store:
         generations: dicts with prompt_set, prompt_id, category, prompt, completion.
         verdicts: dicts with prompt_set, prompt_id, judge, refused, score.
         metrics: dicts with name, value, and optional ci_low, ci_high, n.
+        capability_items: :class:`~tamperlab.evals.accuracy.ItemScore` records (or dicts with their fields).
         """
         if conn is None:
             with self.transaction() as c:
@@ -304,10 +354,11 @@ class Store:
                     verdicts=verdicts,
                     metrics=metrics,
                     seconds=seconds,
+                    capability_items=capability_items,
                     conn=c,
                 )
             return
-        for table in ("generations", "verdicts", "metrics", "evaluations"):
+        for table in ("generations", "verdicts", "metrics", "capability_items", "evaluations"):
             conn.execute(f"DELETE FROM {table} WHERE eval_id = ?", (eval_id,))
         conn.execute(
             "INSERT INTO evaluations"
@@ -343,6 +394,30 @@ class Store:
                 for m in metrics
             ],
         )
+        conn.executemany(
+            "INSERT INTO capability_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [_capability_row(eval_id, item) for item in capability_items],
+        )
+
+    def capability_items(self, eval_id: str, task: str | None = None) -> list[dict[str, Any]]:
+        """An evaluation's scored capability items (every choice's log-likelihood, the choice made, gold)."""
+        sql = "SELECT * FROM capability_items WHERE eval_id = ?"
+        params: list[Any] = [eval_id]
+        if task is not None:
+            sql += " AND task = ?"
+            params.append(task)
+        try:
+            rows = self._rows(sql + " ORDER BY task, item_id", params)
+        except sqlite3.DatabaseError as exc:
+            if "capability_items" not in str(exc):
+                raise
+            return []  # a store of schema 1 opened read-only: it has no capability items
+        for r in rows:
+            for key in ("gold", "logliks", "greedy", "extra"):
+                r[key] = _loads(r.pop(f"{key}_json"))
+            for key in ("correct", "correct_norm"):
+                r[key] = None if r[key] is None else bool(r[key])
+        return rows
 
     def metrics(self, eval_id: str) -> dict[str, dict[str, Any]]:
         """An evaluation's metrics by name: {name: {value, ci_low, ci_high, n}}."""

@@ -77,3 +77,29 @@ def test_every_shipped_eval_spec_validates(path):
 
 def test_default_yaml_is_the_default_run():
     assert load_spec(RunSpec, ROOT / "configs" / "runs" / "default.yaml") == RunSpec()
+
+
+def test_capability_tasks_and_the_accuracy_bound_are_checked_at_load_time():
+    from tamperlab.config import EvalSpec, RunSpec, load_spec
+
+    spec = load_spec(
+        RunSpec,
+        overrides=[
+            "eval.capability=[{task: mmlu, shots: 5, per_subject: 2}, {task: arc_easy, limit: 50}]",
+            "break_cost.accuracy.metric=acc:mmlu@5shot",
+            "break_cost.capability_tolerance=null",
+        ],
+    )
+    assert [t.label for t in spec.eval.capability] == ["mmlu@5shot", "arc_easy"]
+    assert spec.break_cost.accuracy.floor(0.5) == pytest.approx(0.45)
+    assert spec.break_cost.capability_tolerance is None
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_spec(EvalSpec, overrides=["capability=[{task: piqa}, {task: piqa}]"])
+    with pytest.raises(ConfigError, match="capability.0.task"):
+        load_spec(EvalSpec, overrides=["capability=[{task: mmlu-pro}]"])
+    with pytest.raises(ConfigError, match="KIND:TASK"):
+        load_spec(RunSpec, overrides=["break_cost.accuracy.metric=accuracy:mmlu"])
+    with pytest.raises(ConfigError, match="needs task 'mmlu' in eval.capability"):
+        load_spec(
+            RunSpec, overrides=["eval.capability=[{task: piqa}]", "break_cost.accuracy.metric=acc:mmlu"]
+        )

@@ -21,8 +21,10 @@ def rate(value: float, n: int = 40) -> dict[str, Any]:
     return {"value": value, "ci_low": max(0.0, value - 0.1), "ci_high": min(1.0, value + 0.1), "n": n}
 
 
-def metrics(hc: float, nll: float, orr: float = 0.1, hrr: float = 0.05) -> list[dict[str, Any]]:
-    return [
+def metrics(
+    hc: float, nll: float, orr: float = 0.1, hrr: float = 0.05, acc: float | None = None
+) -> list[dict[str, Any]]:
+    out = [
         {"name": "harmful_compliance_rate", **rate(hc)},
         {"name": "overrefusal_rate", **rate(orr, 20)},
         {"name": "harmless_refusal_rate", **rate(hrr, 20)},
@@ -30,6 +32,9 @@ def metrics(hc: float, nll: float, orr: float = 0.1, hrr: float = 0.05) -> list[
         {"name": "kl_from_reference", "value": 0.0, "n": 24},
         {"name": "incoherent_rate", **rate(0.0, 40)},
     ]
+    if acc is not None:
+        out.append({"name": "acc:mmlu", **rate(acc, 285)})
+    return out
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Variant:
     orr: float = 0.1
     hrr: float = 0.05
     attacks: dict[str, Attack] = field(default_factory=dict)
+    acc: float | None = None  # acc:mmlu before any attack, when measured
 
 
 def _budget(attack: Attack, step: int) -> dict[str, float]:
@@ -82,7 +88,7 @@ def add_run(
         spec=EVAL_SPEC,
         generations=[],
         verdicts=[],
-        metrics=metrics(base.hc, base.nll, base.orr, base.hrr),
+        metrics=metrics(base.hc, base.nll, base.orr, base.hrr, base.acc),
     )
     safe_id = f"model-safe-{run_id}"
     for label, variant in variants.items():
@@ -103,7 +109,7 @@ def add_run(
             spec=EVAL_SPEC,
             generations=[],
             verdicts=[],
-            metrics=metrics(variant.hc, variant.nll, variant.orr, variant.hrr),
+            metrics=metrics(variant.hc, variant.nll, variant.orr, variant.hrr, variant.acc),
         )
         for attack_name, attack in variant.attacks.items():
             arm = f"{label}/{attack_name}"
@@ -134,7 +140,7 @@ def add_run(
                         "spec": EVAL_SPEC,
                         "generations": [],
                         "verdicts": [],
-                        "metrics": metrics(hc, nll, variant.orr, variant.hrr),
+                        "metrics": metrics(hc, nll, variant.orr, variant.hrr, variant.acc),
                     }
                 store.save_milestone(
                     run_id,

@@ -32,7 +32,7 @@ def store(tmp_path):
     add_run(
         s,
         RUN,
-        base=Variant(hc=0.5, nll=2.0, orr=0.02),
+        base=Variant(hc=0.5, nll=2.0, orr=0.02, acc=0.40),
         variants={
             "undefended": Variant(
                 hc=0.08,
@@ -57,6 +57,7 @@ def store(tmp_path):
                 hc=0.02,
                 nll=2.4,
                 orr=0.3,
+                acc=0.30,
                 attacks={
                     "full": Attack(
                         points=[(0, 0.02, 2.4), (8, 0.6, 2.5)],
@@ -107,6 +108,15 @@ def test_rates_at_step_zero(store):
     # An eval run holds one model, labelled base.
     assert compute("harmful_compliance_rate", {}, store, "eval-only", "base").value == pytest.approx(0.4)
     assert compute("harmful_compliance_rate", {}, store, "eval-only", "all").value == pytest.approx(0.4)
+
+
+def test_accuracy_drop_in_points_or_relative_to_the_reference(store):
+    points = compute("accuracy_drop", {"metric": "acc:mmlu"}, store, RUN, "shield")
+    assert points.value == pytest.approx(0.10) and "10.0 points" in points.text and "n=285" in points.text
+    relative = compute("accuracy_drop", {"metric": "acc:mmlu", "relative": True}, store, RUN, "shield")
+    assert relative.value == pytest.approx(0.25)
+    with pytest.raises(MeasureUnavailable, match="has no acc:mmlu"):
+        compute("accuracy_drop", {"metric": "acc:mmlu", "reference": "undefended"}, store, RUN, "shield")
 
 
 def test_benign_nll_increase_is_relative_to_the_reference(store):

@@ -14,8 +14,10 @@ from tamperlab.store import Store
 PARENT_NLL = 2.0
 
 
-def metrics(hc: float, nll: float | None, kl: float | None = None) -> list[dict]:
+def metrics(hc: float, nll: float | None, kl: float | None = None, acc: float | None = None) -> list[dict]:
     out = [{"name": "harmful_compliance_rate", "value": hc, "ci_low": hc - 0.1, "ci_high": hc + 0.1, "n": 40}]
+    if acc is not None:
+        out.append({"name": "acc:mmlu", "value": acc, "ci_low": acc - 0.05, "ci_high": acc + 0.05, "n": 285})
     if nll is not None:
         out.append({"name": "benign_nll", "value": nll, "n": 48})
     if kl is not None:
@@ -23,8 +25,11 @@ def metrics(hc: float, nll: float | None, kl: float | None = None) -> list[dict]
     return out
 
 
-def add_run(store: Store, run_id: str, arms: dict[str, tuple[str, list[tuple]]]) -> None:
-    """arms: name -> (attack, [(step, hc, nll, kl, flops, examples, seconds), ...]); step 0 is the parent."""
+def add_run(
+    store: Store, run_id: str, arms: dict[str, tuple[str, list[tuple]]], parent_acc: float | None = None
+) -> None:
+    """arms: name -> (attack, [(step, hc, nll, kl, flops, examples, seconds[, acc]), ...]); step 0 is the
+    parent."""
     store.start_run(run_id, "run", {"break_cost": {"threshold": 0.5}}, {})
     store.add_model("model-safe", "safeguarded", run_id=run_id)
     parent_eval = f"{run_id}/model-safe"
@@ -35,7 +40,7 @@ def add_run(store: Store, run_id: str, arms: dict[str, tuple[str, list[tuple]]])
         spec={},
         generations=[],
         verdicts=[],
-        metrics=metrics(0.1, PARENT_NLL, 0.0),
+        metrics=metrics(0.1, PARENT_NLL, 0.0, parent_acc),
     )
     for arm, (attack, points) in arms.items():
         store.add_arm(
@@ -46,7 +51,7 @@ def add_run(store: Store, run_id: str, arms: dict[str, tuple[str, list[tuple]]])
             parent_model_id="model-safe",
             data={},
         )
-        for step, hc, nll, kl, flops, examples, seconds in points:
+        for step, hc, nll, kl, flops, examples, seconds, *acc in points:
             budget = {
                 "steps": step,
                 "examples": examples,
@@ -82,7 +87,7 @@ def add_run(store: Store, run_id: str, arms: dict[str, tuple[str, list[tuple]]])
                     "spec": {},
                     "generations": [],
                     "verdicts": [],
-                    "metrics": metrics(hc, nll, kl),
+                    "metrics": metrics(hc, nll, kl, *acc),
                 },
             )
     store.finish_run(run_id, "complete")
@@ -181,3 +186,16 @@ def test_worst_case_never_imports_torch(store):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == {"heavy": [], "n": 8}
+
+
+def test_accuracy_lost_as_the_epsilon_axis(tmp_path):
+    s = Store(tmp_path / "acc.sqlite")
+    zero = (0, 0.1, PARENT_NLL, 0.0, 0, 0, 0.0, 0.40)
+    points = [zero, (1, 0.6, 2.0, 0.1, 100, 8, 1.0, 0.38), (2, 0.9, 2.0, 0.2, 200, 16, 2.0, 0.25)]
+    add_run(s, "run-C", {"undefended/harmful-sft-full": ("harmful-sft", points)}, parent_acc=0.40)
+    result = worst_case(s, "run-C", epsilons=(0.05, 0.2), measure="acc:mmlu")
+    low, high = result["by_epsilon"]
+    assert who(low["most_harmful"]) == ("run-C", "harmful-sft-full", 1)  # step 2 lost 15 points
+    assert low["most_harmful"]["capability_loss"] == pytest.approx(0.02)
+    assert who(high["most_harmful"]) == ("run-C", "harmful-sft-full", 2)
+    assert result["measure"] == "acc:mmlu"

@@ -116,3 +116,55 @@ def test_store_never_imports_torch():
         ).stdout.strip()
         == "False"
     )
+
+
+def test_capability_items_round_trip_with_their_evaluation(tmp_path):
+    from tamperlab.evals.accuracy import ItemScore
+
+    store = Store(tmp_path / "s.sqlite")
+    item = ItemScore(
+        task="mmlu@5shot",
+        item_id="anatomy/3",
+        subject="anatomy",
+        gold=(2,),
+        chosen=1,
+        chosen_norm=None,
+        correct=False,
+        correct_norm=None,
+        logliks=(-1.5, -0.25, -3.0, -2.0),
+        greedy=(False, True, False, False),
+    )
+    _eval(store, capability_items=[item])
+    _eval(store, capability_items=[item])  # rewritten, not duplicated
+    [row] = store.capability_items("e1")
+    assert row["task"] == "mmlu@5shot" and row["subject"] == "anatomy"
+    assert row["gold"] == [2] and row["chosen"] == 1 and row["correct"] is False
+    assert row["logliks"] == [-1.5, -0.25, -3.0, -2.0] and row["greedy"] == [False, True, False, False]
+    assert store.capability_items("e1", task="hellaswag") == []
+
+
+def test_a_schema_1_store_is_read_as_is_and_migrated_when_written(tmp_path):
+    path = tmp_path / "old.sqlite"
+    Store(path).close()
+    conn = sqlite3.connect(path)  # make it a schema-1 store: no capability_items, NOT NULL bound
+    conn.executescript(
+        "DROP TABLE capability_items; DROP TABLE break_costs;"
+        "CREATE TABLE break_costs (run_id TEXT NOT NULL, arm TEXT NOT NULL, seed INTEGER NOT NULL,"
+        " threshold REAL NOT NULL, capability_bound REAL NOT NULL, broken INTEGER NOT NULL, steps REAL,"
+        " examples REAL, tokens REAL, flops REAL, seconds REAL, detail_json TEXT,"
+        " PRIMARY KEY (run_id, arm, seed));"
+        "INSERT INTO break_costs VALUES ('r', 'a', 0, 0.5, 0.1, 1, 2, 16, 1600, 1e12, 4, NULL);"
+        "UPDATE meta SET value = '1' WHERE key = 'schema_version';"
+    )
+    conn.commit()
+    conn.close()
+    old = Store(path, readonly=True)
+    assert old.capability_items("anything") == []
+    assert old.break_costs("r")[0]["steps"] == 2
+    old.close()
+    store = Store(path)  # writable: migrated, rows kept
+    assert store.break_costs("r")[0]["capability_bound"] == 0.1
+    store.save_break_cost("r", "b", 0, {"threshold": 0.5, "capability_bound": None, "broken": False})
+    assert store.break_costs("r")[1]["capability_bound"] is None
+    version = store.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+    assert version == "2"
