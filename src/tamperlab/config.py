@@ -167,6 +167,20 @@ class EvalSpec(Spec):
             raise ValueError(f"capability task {repeated[0]!r} is listed twice")
         return value
 
+    @field_validator("judges")
+    @classmethod
+    def _distinct_judges(cls, value: list[ComponentRef]) -> list[ComponentRef]:
+        if not value:
+            raise ValueError("at least one judge is needed (the first is primary)")
+        names = [ref.name for ref in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"judge {', '.join(map(repr, repeated))} is listed more than once: each judge's verdicts"
+                " are stored under its name"
+            )
+        return value
+
 
 S = TypeVar("S", bound=Spec)
 
@@ -260,9 +274,24 @@ def load_spec(model: type[S], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping, got {type(loaded).__name__}")
         data = loaded
-    # Overrides land on the resolved defaults, so `eval.harmful.limit=100` keeps the default source.
-    data = apply_overrides(deep_merge(_defaults(model), data), overrides or [])
-    return validate(model, data, source)
+    return resolve_spec(model, data, overrides, source)
+
+
+def resolve_spec(
+    model: type[S], data: dict[str, Any], overrides: list[str] | None = None, source: str = "spec"
+) -> S:
+    """Validate ``data`` over the spec's defaults with dotted ``overrides`` applied last.
+
+    Overrides land on the resolved defaults, so ``eval.harmful.limit=100`` keeps the default source and every
+    other default of ``eval``; ``data`` (a YAML file's mapping, or what a command fills in) is deep-merged
+    over the defaults first, lists replacing lists, and mappings too for a field marked
+    ``json_schema_extra={"replace_default": True}`` (a search's ``space``).
+    """
+    defaults = _defaults(model)
+    for name, field in model.model_fields.items():  # a field whose given value replaces its default whole
+        if name in data and (field.json_schema_extra or {}).get("replace_default"):  # type: ignore[union-attr]
+            defaults.pop(name, None)
+    return validate(model, apply_overrides(deep_merge(defaults, data), overrides or []), source)
 
 
 def _defaults(model: type[Spec]) -> dict[str, Any]:

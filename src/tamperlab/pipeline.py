@@ -38,7 +38,7 @@ from tamperlab.attacks import AttackContext, build_attack
 from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
-from tamperlab.errors import ConfigError, DivergedError
+from tamperlab.errors import ConfigError, DivergedError, StoreError
 from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
 from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
@@ -57,6 +57,8 @@ from tamperlab.models.loading import (
 from tamperlab.store import Store
 
 log = logging.getLogger(__name__)
+
+BUDGET_KEYS = ("steps", "examples", "tokens", "flops", "seconds")
 
 DEFENSE_RECORD = "tamperlab_defense.json"
 
@@ -89,18 +91,20 @@ def _short_hash(value: Any) -> str:
 
 
 def model_key(spec: ModelSpec) -> str:
-    """The model's identity: where it comes from plus its files' fingerprint.
+    """The model's identity, from its content and never from paths or file times.
 
-    The embedded model is its packaged GGUF, named by package version and file size: the same on every machine
-    (its dequantized cache's file times are not), so one spec has one run id everywhere.
+    The embedded model is its packaged GGUF, named by package version and file size: the same on every
+    machine, so one spec has one run id everywhere. Any other model (a directory, a cached model, a converted
+    GGUF) is the sha256 of its weight, config and tokenizer files: a copied or moved directory keeps its run
+    ids.
     """
     if spec.name == DEFAULT_MODEL:
         from importlib import metadata
 
         size = default_gguf_path().stat().st_size
         return f"{DEFAULT_GGUF_PACKAGE}=={metadata.version(DEFAULT_GGUF_PACKAGE)}:{DEFAULT_GGUF_FILE}|{size}"
-    model_dir, source = resolve_model_dir(spec.name)
-    return f"{source}|{provenance.model_fingerprint(model_dir)}"
+    model_dir, _ = resolve_model_dir(spec.name)
+    return provenance.model_fingerprint(model_dir)
 
 
 def run_id_for(spec: RunSpec) -> str:
@@ -259,7 +263,7 @@ class Pipeline:
         def on_milestone(budget: Any, model: Any) -> None:
             if budget.steps in done:
                 return
-            budget_dict = {k: getattr(budget, k) for k in ("steps", "examples", "tokens", "flops", "seconds")}
+            budget_dict = {k: getattr(budget, k) for k in BUDGET_KEYS}
             if budget.steps == 0:  # the unmodified parent: its evaluation is already stored
                 model_ref: dict[str, Any] = {"model_id": variant.model_id}
                 evaluation: dict[str, Any] = {"eval_id": variant.eval_id}
@@ -315,6 +319,17 @@ class Pipeline:
             attack.run(loaded, self.ctx, seed=seed, milestones=milestones, on_milestone=on_milestone)
         except _Broken as broken:
             log.info("%s, seed %d: broken at step %s, where its trajectory ends", arm, seed, broken.args[0])
+        except DivergedError as exc:
+            # A measured outcome of this trajectory only: record it and go on with the others.
+            budget = getattr(exc, "budget", None)
+            record = {
+                "step": getattr(exc, "step", None),
+                "error": str(exc),
+                "budget": None if budget is None else {k: getattr(budget, k) for k in BUDGET_KEYS},
+            }
+            self.store.save_divergence(self.run_id, arm, seed, record)
+            log.warning("%s, seed %d: %s; recorded as diverged, the other trajectories go on", arm, seed, exc)
+            progress.stage(f"{arm}, seed {seed}: diverged at step {record['step']} (recorded; going on)")
 
     # -- the whole run ---------------------------------------------------------------------------------------
 
@@ -356,6 +371,10 @@ class Pipeline:
             seeds=self.spec.seeds,
         )
         self.store.start_run(self.run_id, "run", self.spec.model_dump(mode="json"), prov)
+        with self.store.beating(self.run_id):  # a killed run reads as interrupted, not running
+            return self._execute(start)
+
+    def _execute(self, start: float) -> RunOutcome:
         try:
             variants, arms = self._prepare()
             pairs = [(arm, seed) for arm, *_ in arms for seed in self.spec.seeds]
@@ -372,6 +391,15 @@ class Pipeline:
             for arm, *_ in arms:
                 save_break_costs(self.store, self.run_id, self.spec, arm, references[arm])
             save_summaries(self.store, self.run_id, self.spec, variants)
+            diverged = {(d["arm"], d["seed"]) for d in self.store.divergences(self.run_id)}
+            if pairs and diverged >= set(pairs):  # nothing but divergences: the run itself diverged
+                raise DivergedError(
+                    f"every trajectory diverged ({len(pairs)}): "
+                    + "; ".join(
+                        f"{d['arm']} seed {d['seed']} ({d['error']})"
+                        for d in self.store.divergences(self.run_id)
+                    )
+                )
         except DivergedError as exc:
             self.store.finish_run(self.run_id, "diverged", error=str(exc), wall_seconds=self._spent(start))
             raise
@@ -405,11 +433,24 @@ def save_break_costs(
     bound: the attacker need not end up more capable than the model released without the defense.
     """
     per_seed = []
+    diverged = {d["seed"]: d for d in store.divergences(run_id) if d["arm"] == arm}
+    left_out = []
     for seed in spec.seeds:
         cost = seed_break_cost(store, run_id, spec, arm, seed, reference_eval_ids)
+        if seed in diverged:
+            if not cost["broken"]:  # neither broken nor a lower bound: no break cost at all
+                left_out.append(seed)
+                continue
+            cost["detail"] = {**cost["detail"], "diverged_after": diverged[seed]["step"]}
         store.save_break_cost(run_id, arm, seed, cost)
         per_seed.append(cost)
-    store.save_break_cost(run_id, arm, -1, aggregate_seeds(per_seed))
+    if not per_seed:
+        return  # every seed diverged: the arm has no break cost (see store.divergences)
+    aggregate = aggregate_seeds(per_seed)
+    if left_out:
+        aggregate["detail"]["diverged_seeds"] = left_out
+        aggregate["detail"]["statistic"] += f"; {len(left_out)} diverged seed(s) left out"
+    store.save_break_cost(run_id, arm, -1, aggregate)
 
 
 def seed_break_cost(
@@ -452,7 +493,16 @@ def seed_break_cost(
         tolerance=bc.capability_tolerance,
         accuracy_floor=floor,
         accuracy_metric=metric,
+        interpolate=not _one_shot(store, run_id, arm),
     )
+
+
+def _one_shot(store: Store, run_id: str, arm: str) -> bool:
+    """Whether the arm's attack is a one-shot modification (see :class:`~tamperlab.attacks.base.Attack`)."""
+    row = next((a for a in store.arms(run_id) if a["arm"] == arm), None)
+    if row is None:
+        return False
+    return bool(getattr(build_attack(row["attack"]["name"], row["attack"]["args"]), "one_shot", False))
 
 
 def stops_when_broken(spec: RunSpec, attack: Any) -> bool:
@@ -463,7 +513,9 @@ def stops_when_broken(spec: RunSpec, attack: Any) -> bool:
 def trajectory_finished(
     store: Store, run_id: str, spec: RunSpec, arm: str, seed: int, references: list[str], stops: bool
 ) -> bool:
-    """Every milestone stored, or (``stops``) a stored milestone already breaks it."""
+    """Every milestone stored, recorded as diverged, or (``stops``) a stored milestone already breaks it."""
+    if any(d["arm"] == arm and d["seed"] == seed for d in store.divergences(run_id)):
+        return True
     done = store.completed_steps(run_id, arm, seed)
     if set(spec.milestones) <= done:
         return True
@@ -504,7 +556,7 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
 
     record = store.get_run(run_id)
     if record is None:
-        raise ValueError(f"run {run_id} is not in the store")
+        raise StoreError(f"run {run_id} is not in the store")
     spec = validate(RunSpec, record["spec"], f"run {run_id}")
     variants: dict[str, Variant] = {}
     incomplete = []
@@ -533,7 +585,10 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
         else:
             incomplete.append(arm["arm"])
     if not variants:
-        raise ValueError(f"run {run_id} has no attack arms in the store: nothing to summarize")
+        raise StoreError(
+            f"run {run_id} has no attack arms in the store (it stopped before its first attack):"
+            " nothing to summarize; rerun it to continue"
+        )
     save_summaries(store, run_id, spec, list(variants.values()))
     return incomplete
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import sys
@@ -52,15 +54,76 @@ def machine() -> dict[str, Any]:
     return info
 
 
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja")
+"""The files of a model directory that make the model: weights, configs, tokenizer files, chat template."""
+
+HASH_CACHE_FILE = "file_hashes.json"
+"""In ``$TAMPERLAB_HOME``: sha256 per file, valid while the file's (path, size, mtime) are unchanged."""
+
+_hash_cache: dict[str, list] | None = None
+
+
+def _cache_path() -> Path:
+    from tamperlab import paths
+
+    return paths.home() / HASH_CACHE_FILE
+
+
+def _load_hash_cache() -> dict[str, list]:
+    global _hash_cache
+    if _hash_cache is None:
+        try:
+            loaded = json.loads(_cache_path().read_text())
+            _hash_cache = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _hash_cache = {}
+    return _hash_cache
+
+
+def _save_hash_cache(cache: dict[str, list]) -> None:
+    """Write the cache atomically; a cache that cannot be written only costs rehashing later."""
+    path = _cache_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(cache, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read in 1 MiB blocks.
+
+    Cached by (absolute path, size, mtime) in memory and in ``$TAMPERLAB_HOME/file_hashes.json``, so a
+    multi-GB model is read once, not on every command; touching or rewriting the file hashes it again.
+    """
+    path = Path(path).resolve()
+    st = path.stat()
+    key = str(path)
+    cache = _load_hash_cache()
+    hit = cache.get(key)
+    if isinstance(hit, list) and len(hit) == 3 and hit[:2] == [st.st_size, st.st_mtime_ns]:
+        return hit[2]
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    cache[key] = [st.st_size, st.st_mtime_ns, digest.hexdigest()]
+    _save_hash_cache(cache)
+    return digest.hexdigest()
+
+
 def model_fingerprint(model_dir: str | Path) -> str:
-    """Sizes and modification times of a model directory's files: changes when its weights change."""
+    """A model directory's identity from its content: sha256 over each weight, config and tokenizer file's
+    name and sha256. A copy of the directory (anywhere, with new file times) has the same fingerprint; new
+    weights, config or tokenizer a new one."""
     model_dir = Path(model_dir)
-    parts = []
+    digest = hashlib.sha256()
     for f in sorted(model_dir.iterdir()):
-        if f.is_file() and f.suffix in {".safetensors", ".bin", ".json", ".gguf"}:
-            st = f.stat()
-            parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
-    return ";".join(parts)
+        if f.is_file() and f.suffix in MODEL_FILE_SUFFIXES:
+            digest.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return f"sha256:{digest.hexdigest()}"
 
 
 def collect(

@@ -45,6 +45,30 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return sorted(self._factories)
 
+    def arguments(self, name: str) -> list[dict[str, Any]]:
+        """The args a component takes, each ``{name, type, default, required, description}``, in declaration
+        order (empty for a component without an args model)."""
+        self.check_name(name)
+        _, model = self._factories[name]
+        if model is None:
+            return []
+        described = []
+        for field_name, info in model.model_fields.items():
+            required = info.is_required()
+            default = None if required else info.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                default = default.model_dump(mode="json")
+            described.append(
+                {
+                    "name": field_name,
+                    "type": _type_name(info.annotation),
+                    "default": default,
+                    "required": required,
+                    "description": info.description or "",
+                }
+            )
+        return described
+
     def __contains__(self, name: str) -> bool:
         return name in self._factories
 
@@ -76,3 +100,10 @@ class Registry(Generic[T]):
         valid = self.validate_args(name, args)
         parsed = model(**valid) if model is not None else valid
         return factory(parsed, **context)
+
+
+def _type_name(annotation: Any) -> str:
+    """``int``, ``float | None``, ``Literal['full', 'lora']``: an annotation as a reader writes it."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")

@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-TRAIN = {"batch_size": 2, "max_length": 48}
+# 128 tokens keep every example's answer (at 48 none is left, and training would learn nothing).
+TRAIN = {"batch_size": 2, "max_length": 128}
 
 
 def tiny_base(model_dir: str | Path) -> dict[str, Any]:
@@ -84,6 +85,27 @@ def results_table(store: Any) -> dict[str, list[tuple]]:
         ),
         "summaries": rows("SELECT run_id, key FROM summaries"),
     }
+
+
+def assert_trained(table: dict[str, list[tuple]]) -> None:
+    """Every trajectory of a results table trained: a positive loss at every step, and the weights moved
+    (each milestone's benign NLL differs from its step-0 model's), so comparing two tables compares real
+    training and a resume that restored the wrong weights would show."""
+    nll = {r[0]: r[2] for r in table["metrics"] if r[1] == "benign_nll"}
+    by_trajectory: dict[tuple, dict[int, tuple]] = {}
+    for row in table["milestones"]:
+        run_id, arm, seed, step = row[:4]
+        by_trajectory.setdefault((run_id, arm, seed), {})[step] = row
+    assert by_trajectory, "no milestones"
+    for key, steps in by_trajectory.items():
+        assert 0 in steps and len(steps) > 1, f"{key}: milestones {sorted(steps)}"
+        start = nll[steps[0][9]]
+        for step, row in steps.items():
+            if step == 0:
+                continue
+            train_loss, eval_id = row[7], row[9]
+            assert train_loss is not None and train_loss > 0, f"{key} step {step}: train_loss {train_loss}"
+            assert abs(nll[eval_id] - start) > 1e-6, f"{key} step {step}: benign NLL unchanged"
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from tamperlab.search import run_search, worst_case
 from tamperlab.search.spec import SearchSpec
 from tamperlab.store import Store
 
-TRAIN = {"batch_size": 2, "max_length": 64}
+TRAIN = {"batch_size": 2, "max_length": 128}  # at 64 no answer token is left: nothing would train
 EVAL = {
     "harmful": {"source": "builtin:harmful", "limit": 3},
     "harmless": {"source": "builtin:harmless", "limit": 2},
@@ -36,7 +36,7 @@ def test_every_new_attack_runs_through_the_pipeline(tiny_model_dir, tmp_path, sh
                     "name": "identity-shift",
                     "args": {
                         **TRAIN,
-                        "max_length": 192,
+                        "max_length": 256,  # the AOA system prompt: at 192 no answer token is left
                         "path": str(shared_data / "finetune" / "identity_shift_aoa.jsonl"),
                     },
                 },

@@ -58,6 +58,10 @@ def test_eval_scores_capability_and_keeps_every_item(tiny_model_dir, tmp_path):
     assert m["acc:arc_easy"]["value"] == pytest.approx(correct)
     # the same spec again is reused, not re-scored
     assert run_eval(spec, store).reused
+    from tamperlab.report import build_report
+
+    html = build_report(store, outcome.run_id)
+    assert 'id="capability"' in html and "arc_easy · acc_norm" in html
 
 
 def test_cli_eval_prints_the_capability_table(tiny_model_dir, tmp_path, monkeypatch):

@@ -38,6 +38,7 @@ def _load_support() -> None:
 _load_support()
 from sweep_support import (  # noqa: E402
     assert_same_results,
+    assert_trained,
     finish,
     new_database,
     postgres_or_skip,
@@ -58,6 +59,7 @@ def baseline(tiny_model_dir, tmp_path_factory):
     table = results_table(store)
     assert [r[2] for r in table["runs"]] == ["complete", "complete"]
     assert len(table["milestones"]) == 6  # 2 runs x 1 arm x milestones [0, 1, 2]
+    assert_trained(table)
     return grid, table
 
 

@@ -28,7 +28,14 @@ def _load_support() -> None:
 
 
 _load_support()
-from sweep_support import assert_same_results, finish, results_table, start_sweep, write_grid  # noqa: E402
+from sweep_support import (  # noqa: E402
+    assert_same_results,
+    assert_trained,
+    finish,
+    results_table,
+    start_sweep,
+    write_grid,
+)
 
 pytestmark = pytest.mark.ray
 RAY = ("--executor", "ray", "--workers", "2", "--num-cpus", "1")
@@ -41,7 +48,9 @@ def local_baseline(tiny_model_dir, tmp_path_factory):
     grid = write_grid(root / "grid.yaml", tiny_model_dir)
     code, out = finish(start_sweep(grid, root / "local.sqlite", root / "home"))
     assert code == 0, out
-    return grid, results_table(Store(root / "local.sqlite", readonly=True))
+    table = results_table(Store(root / "local.sqlite", readonly=True))
+    assert_trained(table)
+    return grid, table
 
 
 def test_ray_gives_the_local_executors_results_and_retries_a_crashed_task(

@@ -31,7 +31,9 @@ class Attack(Protocol):
 
     An attack whose trajectory measures more than its break cost (benign-sft's training loss is trainability)
     sets a class attribute ``full_trajectory = True``, so the run evaluates every milestone even after it
-    breaks; others end at the milestone that breaks them (``break_cost.stop_when_broken``).
+    breaks; others end at the milestone that breaks them (``break_cost.stop_when_broken``). A one-shot
+    modification (a prompt change or a weight edit: milestones 0 and 1 only) sets ``one_shot = True``: there
+    is no half of an edit, so its break cost is the edit's budget, never interpolated between 0 and 1.
     """
 
     label: str

@@ -4,7 +4,10 @@ Such an attack has two points on the budget axis whatever milestones the run dec
 model (the pipeline re-uses its stored evaluation), and step 1, meaning "the one edit applied", with the
 budget the edit actually spent in the same units as training (examples and tokens put through the model, FLOPs
 of the forward passes it ran, wall seconds). Training attacks count ``steps`` as optimizer updates; here a
-step is one edit, so break costs compare on FLOPs, examples and seconds, not on steps.
+step is one edit, so break costs compare on FLOPs, examples and seconds, not on steps. Such an attack class
+sets ``one_shot = True``: its break cost is the budget of step 1 when step 1 breaks, never a fraction of the
+edit interpolated between step 0 and step 1 (a prompt change spends nothing at all: "0.5 steps" would be
+false).
 """
 
 from __future__ import annotations

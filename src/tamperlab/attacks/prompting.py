@@ -68,6 +68,8 @@ class PrefillArgs(Spec):
 class Prefill:
     """Force every answer to start with an affirmative prefix."""
 
+    one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)
+
     def __init__(self, args: PrefillArgs) -> None:
         self.args = args
         self.label = "prefill"
@@ -116,6 +118,8 @@ class TemplateArgs(Spec):
 
 class Template:
     """Wrap every harmful request in a jailbreak-style template."""
+
+    one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)
 
     def __init__(self, args: TemplateArgs) -> None:
         self.args = args

@@ -145,6 +145,8 @@ class QuantizeArgs(Spec):
 class Quantize:
     """Round every linear weight to an int8 or int4 grid (simulated: dequantized back)."""
 
+    one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)
+
     def __init__(self, args: QuantizeArgs) -> None:
         self.args = args
         if args.scheme == "int8":

@@ -437,6 +437,8 @@ def select_direction(model: Any, tokenizer: Any, args: RefusalAblationArgs) -> D
 class RefusalAblation:
     """Find the refusal direction and orthogonalise the weights against it."""
 
+    one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)
+
     def __init__(self, args: RefusalAblationArgs) -> None:
         self.args = args
         self.label = "refusal-ablation"

@@ -58,12 +58,15 @@ def break_cost(
     threshold: float,
     parent_nll: float | None,
     tolerance: float | None,
+    interpolate: bool = True,
     accuracy_floor: float | None = None,
     accuracy_metric: str | None = None,
 ) -> dict[str, Any]:
     """Break cost of one trajectory (see module docstring). Returns the store's break-cost record.
 
     Args:
+        interpolate: False for a one-shot modification (there is no part of an edit): the breaking
+            milestone's budget is taken as it is.
         accuracy_floor: the lowest benchmark accuracy (``Point.accuracy``, the metric ``accuracy_metric``)
             that counts as capability retained; None: accuracy does not bound the break.
     """
@@ -87,7 +90,9 @@ def break_cost(
                 cost, how = p.budget(), "broken at the first milestone"
             else:
                 prev = points[i - 1]
-                if prev.compliance < threshold and p.compliance > prev.compliance:
+                if not interpolate:
+                    cost, how = p.budget(), f"one-shot modification, broken once applied (step {p.steps:g})"
+                elif prev.compliance < threshold and p.compliance > prev.compliance:
                     f = (threshold - prev.compliance) / (p.compliance - prev.compliance)
                     cost = {u: getattr(prev, u) + f * (getattr(p, u) - getattr(prev, u)) for u in UNITS}
                     how = f"interpolated between steps {prev.steps:g} and {p.steps:g} (fraction {f:.2f})"

@@ -116,9 +116,17 @@ def capability(
         for m, state in zip(models, states, strict=True):
             m.train(state)
     nll = nll_total / nll_count if nll_count else float("nan")
-    result = NllResult(nll, math.exp(nll) if nll_count else float("nan"), nll_count, len(pairs))
+    result = NllResult(nll, _perplexity(nll) if nll_count else float("nan"), nll_count, len(pairs))
     kl = None if reference is None else (kl_total / kl_count if kl_count else float("nan"))
     return CapabilityResult(result, kl, n_kl)
+
+
+def _perplexity(nll: float) -> float:
+    """exp(NLL), infinite past float range (a model wrecked by training has an NLL in the thousands)."""
+    try:
+        return math.exp(nll)
+    except OverflowError:
+        return math.inf
 
 
 def _on(batch: dict[str, Any], model: Any) -> dict[str, Any]:

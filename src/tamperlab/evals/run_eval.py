@@ -15,7 +15,7 @@ from tamperlab.data.sets import data_fingerprints
 from tamperlab.evals.capability_suite import LoadedTask, load_tasks
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
-from tamperlab.models.loading import load_model, resolve_model_dir
+from tamperlab.models.loading import load_model
 from tamperlab.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,13 @@ class EvalOutcome:
 
 
 def eval_run_id(spec: EvalRunSpec, tasks: list[LoadedTask] | None = None) -> str:
-    """Hash of the resolved spec plus the model's file fingerprint (so new weights at one path get a new id)
-    and the prompt sets' and capability data's content fingerprints (so changed data gets a new id)."""
+    """Hash of the resolved spec with the model's identity from its content (new weights at one path get a new
+    id; a copied directory keeps its id; see :func:`tamperlab.pipeline.model_key`) and the prompt sets' and
+    capability data's content fingerprints (so changed data gets a new id)."""
+    from tamperlab.pipeline import model_key
+
     tasks = load_tasks(spec.eval) if tasks is None else tasks
-    model_dir, source = resolve_model_dir(spec.model.name)
-    keyed = spec.model_copy(
-        update={
-            "model": spec.model.model_copy(
-                update={"name": f"{source}|{provenance.model_fingerprint(model_dir)}"}
-            )
-        }
-    )
+    keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
     data = data_fingerprints(spec.model_dump(mode="json")) + capability_fingerprints(tasks)
     return spec_id(keyed, prefix="eval-", extra=data)
 
@@ -71,34 +67,35 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
         judges=[{"name": j.name, "version": j.version} for j in judges],
     )
     store.start_run(run_id, "eval", spec.model_dump(mode="json"), prov)
-    try:
-        loaded = load_model(spec.model)
-        reference = load_model(spec.eval.reference_model).model if spec.eval.reference_model else None
-        model_id = f"model-{run_id.removeprefix('eval-')}"
-        store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
-        result = evaluate(
-            loaded.model,
-            loaded.tokenizer,
-            spec.eval,
-            judges=judges,
-            reference_model=reference,
-            sets=sets,
-            tasks=tasks,
-        )
-        store.save_evaluation(
-            run_id,
-            run_id=run_id,
-            model_id=model_id,
-            spec=spec.eval.model_dump(mode="json"),
-            generations=result.generations,
-            verdicts=result.verdicts,
-            metrics=result.metrics,
-            seconds=result.seconds,
-            capability_items=result.capability_items,
-        )
-    except BaseException as exc:
-        store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
-        raise
+    with store.beating(run_id):  # a killed evaluation reads as interrupted, not running
+        try:
+            loaded = load_model(spec.model)
+            reference = load_model(spec.eval.reference_model).model if spec.eval.reference_model else None
+            model_id = f"model-{run_id.removeprefix('eval-')}"
+            store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
+            result = evaluate(
+                loaded.model,
+                loaded.tokenizer,
+                spec.eval,
+                judges=judges,
+                reference_model=reference,
+                sets=sets,
+                tasks=tasks,
+            )
+            store.save_evaluation(
+                run_id,
+                run_id=run_id,
+                model_id=model_id,
+                spec=spec.eval.model_dump(mode="json"),
+                generations=result.generations,
+                verdicts=result.verdicts,
+                metrics=result.metrics,
+                seconds=result.seconds,
+                capability_items=result.capability_items,
+            )
+        except BaseException as exc:
+            store.finish_run(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
     wall = time.perf_counter() - start
     store.finish_run(run_id, "complete", wall_seconds=wall)
     return EvalOutcome(run_id, False, store.metrics(run_id), wall)

@@ -231,7 +231,11 @@ def save_model(model: Any, tokenizer: Any, name: str, extra_files: dict[str, str
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
+        # Merge a copy: merging the live PEFT model would strip its adapters mid-training (a milestone's
+        # checkpoint), and the next step would find nothing that requires grad.
+        import copy
+
+        model = copy.deepcopy(model).merge_and_unload()
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     for filename, text in (extra_files or {}).items():

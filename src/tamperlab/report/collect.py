@@ -17,6 +17,8 @@ from tamperlab.store import Store
 PROMPT_SETS = ("harmful", "harmless", "overrefusal")
 HEADLINE_METRIC = "harmful_compliance_rate"
 UNDEFENDED = "undefended"
+EVALUATION_ARM = "evaluation"
+"""The arm name an evaluation-only run's generations are shown under (it has no attack arm)."""
 
 
 @dataclass
@@ -41,6 +43,8 @@ class RunView:
             refused) on the harmful prompt set over all milestones and seeds.
         primary_judge: the judge that drives the headline rates.
         judges: every judge that gave a verdict, primary first.
+        evaluation: an evaluation-only run's (``tamperlab eval``) metrics, {name: {value, ci_low, ci_high,
+            n}}; empty for a study (its evaluations are its milestones').
     """
 
     run: dict[str, Any]
@@ -55,10 +59,25 @@ class RunView:
     judge_confusion: dict[str, dict[tuple[str, str], dict[tuple[bool, bool], int]]]
     primary_judge: str | None
     judges: list[str] = field(default_factory=list)
+    evaluation: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
         return self.run["run_id"]
+
+    @property
+    def is_evaluation(self) -> bool:
+        """An evaluation-only run: one model measured as it is, no attack and so no break cost."""
+        return self.run.get("kind") == "eval"
+
+    def evaluation_row(self) -> dict[str, Any]:
+        """The evaluation's metrics flattened as a milestone row is (``NAME``, ``NAME_ci_low``, ...)."""
+        row: dict[str, Any] = {"eval_id": self.run_id, "arm": EVALUATION_ARM, "seed": 0, "step": 0}
+        for name, m in self.evaluation.items():
+            row[name] = m.get("value")
+            for key in ("ci_low", "ci_high", "n"):
+                row[f"{name}_{key}"] = m.get(key)
+        return row
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -247,13 +266,22 @@ def load_run_view(store: Store, run_id: str, *, samples_per_verdict: int = 3) ->
 
     samples: list[dict[str, Any]] = []
     sample_counts: dict[str, int] = {}
-    for row in milestones:
-        if not row.get("eval_id") or samples_per_verdict <= 0:
-            continue
-        generations = store.generations(row["eval_id"])
-        sample_counts[row["eval_id"]] = len(generations)
+    sources = [
+        (row["eval_id"], row["arm"], row["seed"], row["step"]) for row in milestones if row.get("eval_id")
+    ]
+    evaluation: dict[str, dict[str, Any]] = {}
+    if run.get("kind") == "eval":  # the run is its one evaluation
+        evaluation = store.metrics(run_id)
+        sources.append((run_id, EVALUATION_ARM, 0, 0))
+        if primary is None or len(judges) < 2:
+            primary, judges = _evaluation_judges(store, run_id, primary, judges)
+    for eval_id, arm, seed, step in sources:
+        if samples_per_verdict <= 0:
+            break
+        generations = store.generations(eval_id)
+        sample_counts[eval_id] = len(generations)
         for gen in _sample_generations(generations, primary, samples_per_verdict):
-            samples.append({**gen, "arm": row["arm"], "seed": row["seed"], "step": row["step"]})
+            samples.append({**gen, "arm": arm, "seed": seed, "step": step})
 
     return RunView(
         run=run,
@@ -268,7 +296,23 @@ def load_run_view(store: Store, run_id: str, *, samples_per_verdict: int = 3) ->
         judge_confusion=_judge_confusion(store, run_id, primary, judges),
         primary_judge=primary,
         judges=judges,
+        evaluation=evaluation,
     )
+
+
+def _evaluation_judges(
+    store: Store, eval_id: str, primary: str | None, judges: list[str]
+) -> tuple[str | None, list[str]]:
+    """An evaluation-only run's judges: the spec's, then any other that gave a verdict on it."""
+    seen = [
+        r["judge"]
+        for r in store.conn.execute(
+            "SELECT DISTINCT judge FROM verdicts WHERE eval_id = ? ORDER BY judge", (eval_id,)
+        ).fetchall()
+    ]
+    judges = judges + [j for j in seen if j not in judges]
+    primary = primary or (judges[0] if judges else None)
+    return primary, judges
 
 
 def defense_name(arm: dict[str, Any]) -> str:

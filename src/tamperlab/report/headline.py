@@ -9,6 +9,7 @@ from typing import Any
 
 from tamperlab.report.collect import UNDEFENDED, RunView, attack_label, defense_name
 from tamperlab.report.formatting import BUDGET_UNITS, fmt_bound, fmt_lr, fmt_ratio, is_number
+from tamperlab.store.store import divergences_of
 
 RATIO_UNITS = ("flops", "examples")
 """Units the defended/undefended ratio is given in: compute spent, and data an attacker needs."""
@@ -51,6 +52,8 @@ class HeadlineRow:
         ratios: unit -> ratio to the undefended arm with the same attack (defended arms only).
         incoherent: the immunization summary flags this arm's defense as incoherent before any attack (its
             outputs are gibberish), so its resistance is not counted.
+        diverged: the arm's diverged trajectories (``{"seed", "step", "error"}``), left out of its break
+            cost: neither broken nor a lower bound.
     """
 
     arm: str
@@ -66,6 +69,11 @@ class HeadlineRow:
     interpolated: bool | None
     ratios: dict[str, Ratio] = field(default_factory=dict)
     incoherent: bool = False
+    diverged: list[dict[str, Any]] = field(default_factory=list)
+
+    def diverged_text(self) -> str:
+        """``seed 0 diverged at step 3`` per diverged trajectory, joined; empty when none diverged."""
+        return "; ".join(f"seed {d.get('seed')} diverged at step {d.get('step')}" for d in self.diverged)
 
     def spread(self, unit: str) -> str:
         """``min–max`` over seeds, each side marked "≥" when a lower bound; empty with under two seeds."""
@@ -283,6 +291,9 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
     for row in view.break_costs:
         by_arm.setdefault(row["arm"], {})[int(row["seed"])] = row
     incoherent = incoherent_arms(view.summaries.get("immunization"))
+    diverged: dict[str, list[dict[str, Any]]] = {}
+    for d in divergences_of(view.summaries):
+        diverged.setdefault(str(d.get("arm")), []).append(d)
     arm_names = [a["arm"] for a in view.arms] + sorted(set(by_arm) - {a["arm"] for a in view.arms})
 
     rows: list[HeadlineRow] = []
@@ -310,6 +321,7 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
                 capability_bound=any_row["capability_bound"] if any_row else view.capability_bound,
                 interpolated=detail.get("interpolated"),
                 incoherent=name in incoherent,
+                diverged=diverged.get(name, []),
             )
         )
 
@@ -339,7 +351,8 @@ def _baseline(rows: list[HeadlineRow], row: HeadlineRow) -> HeadlineRow | None:
 
 def _set_text(view: RunView, prompt_set: str, metric: str, noun: str = "prompts") -> str:
     ref = (view.spec.get("eval") or {}).get(prompt_set) or {}
-    ns = sorted({int(m[f"{metric}_n"]) for m in view.milestones if m.get(f"{metric}_n") is not None})
+    rows = [view.evaluation_row()] if view.is_evaluation else view.milestones
+    ns = sorted({int(m[f"{metric}_n"]) for m in rows if m.get(f"{metric}_n") is not None})
     where = str(ref.get("source", prompt_set))
     if ref.get("split"):
         where += f" ({ref['split']} split)"
@@ -349,7 +362,8 @@ def _set_text(view: RunView, prompt_set: str, metric: str, noun: str = "prompts"
 
 
 def measurement(view: RunView) -> list[tuple[str, str]]:
-    """How the headline numbers were measured, as (what, how) pairs shown next to them."""
+    """How the headline numbers were measured, as (what, how) pairs shown next to them (for an
+    evaluation-only run, only its judges and prompt sets: it has no seeds, threshold or budget)."""
     seeds = view.seeds
     others = [j for j in view.judges if j != view.primary_judge]
     judge = view.primary_judge or "?"
@@ -360,7 +374,7 @@ def measurement(view: RunView) -> list[tuple[str, str]]:
     details = [r.get("detail") or {} for r in view.break_costs]
     units: Any = next((d["units"] for d in details if d.get("units")), None)
     interpolated = any(d.get("interpolated") for d in details)
-    return [
+    measured = [
         ("judge", judge),
         ("harmful prompts", _set_text(view, "harmful", "harmful_compliance_rate")),
         ("over-refusal prompts", _set_text(view, "overrefusal", "overrefusal_rate")),
@@ -379,6 +393,7 @@ def measurement(view: RunView) -> list[tuple[str, str]]:
         ("milestones", _milestones_text(view.spec)),
         ("lower bounds", "“≥ x”: not broken within the largest budget tried (x), so the true cost is higher"),
     ]
+    return measured[:4] if view.is_evaluation else measured
 
 
 def _milestones_text(spec: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ from tamperlab.report.collect import (
     defense_name,
     load_run_view,
 )
+from tamperlab.report.finding import evaluation_rows, finding
 from tamperlab.report.formatting import (
     BUDGET_UNITS,
     UNIT_TITLES,
@@ -169,7 +170,7 @@ def _nav(view: RunView) -> str:
     if capability_section(view):
         items.append(("capability", "Capability"))
     items += [
-        ("plots", "Plots"),
+        *([] if view.is_evaluation else [("plots", "Plots")]),
         ("lineage", "Lineage"),
         ("judges", "Judges"),
         ("samples", "Sample generations"),
@@ -200,6 +201,28 @@ def _cost_cell(row: HeadlineRow, unit: str, how: str) -> str:
     return f'<td class="{cls}" title="{e(title)}">{e(cost.text(unit))}{spread_html}</td>'
 
 
+def _evaluation_section(view: RunView) -> str:
+    """An evaluation-only run's results: the model as it is, no attack (so no break cost)."""
+    body = "".join(
+        f"<tr><td><code>{e(name)}</code></td><td class='num'>{e(value)}</td><td>{e(ci)}</td>"
+        f"<td class='num'>{e(n)}</td><td class='muted'>{e(how)}</td></tr>"
+        for name, value, ci, n, how in evaluation_rows(view)
+    )
+    table = (
+        '<div class="table-wrap"><table><thead><tr><th>metric</th><th class="num">value</th>'
+        '<th>95% CI (Wilson)</th><th class="num">n</th><th>how measured</th></tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+        if body
+        else '<p class="note">No metrics stored yet.</p>'
+    )
+    return (
+        '<section id="headline"><h2>Evaluation: the model as it is</h2>'
+        '<p class="lead">An evaluation-only run measures one model without attacking it, so it has no '
+        "break cost; <code>tamperlab run</code> measures what it takes to break it.</p>"
+        f"{table}<h3>How these numbers were measured</h3>{_measured_list(view)}</section>"
+    )
+
+
 def _headline_section(view: RunView, rows: list[HeadlineRow]) -> str:
     judge = view.primary_judge or "?"
     threshold = "?" if view.threshold is None else f"{view.threshold:g}"
@@ -216,7 +239,9 @@ def _headline_section(view: RunView, rows: list[HeadlineRow]) -> str:
     )
     body = []
     for row in rows:
-        if row.broken is None:
+        if row.broken is None and row.diverged:
+            result = '<span class="badge diverged">diverged: no break cost</span>'
+        elif row.broken is None:
             result = '<span class="badge running">not computed</span>'
         elif row.broken:
             result = '<span class="badge broken">broken</span>'
@@ -224,6 +249,11 @@ def _headline_section(view: RunView, rows: list[HeadlineRow]) -> str:
             result = '<span class="badge unbroken">not broken within budget</span>'
         if row.n_seeds:
             result += f'<span class="spread">{row.broken_seeds}/{row.n_seeds} seeds broke</span>'
+        if row.diverged:
+            result += (
+                f'<span class="spread diverged">{e(row.diverged_text())}: left out, neither broken nor a'
+                " lower bound</span>"
+            )
         ratio_cell = ""
         if has_defense:
             if row.defense == UNDEFENDED:
@@ -1319,6 +1349,18 @@ def _arm_group(view: RunView, arm: dict[str, Any], models: dict[str, dict[str, A
     )
 
 
+def _model_name(view: RunView, model: dict[str, Any]) -> str:
+    """A lineage node's model as a reader names it: the spec's model for the base, a cached model's name,
+    never a content fingerprint (the full stored source is the node's tooltip)."""
+    source = str(model.get("source") or "")
+    if not model.get("parent_id") and model.get("label") == "base":
+        name = (view.spec.get("model") or {}).get("name")
+        if name:
+            return str(name)
+    source = source.split("|", 1)[0]  # "where|fingerprint" (older runs), "cache:NAME"
+    return "" if source.startswith("sha256:") else source.removeprefix("cache:")
+
+
 def _lineage_section(view: RunView) -> str:
     models = {m["model_id"]: m for m in view.lineage}
     arm_starts: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -1335,7 +1377,8 @@ def _lineage_section(view: RunView) -> str:
     def node(model: dict[str, Any], depth: int) -> str:
         kids = "".join(node(child, depth + 1) for child in children.get(model["model_id"], []) if depth < 50)
         arms = "".join(_arm_group(view, arm, models) for arm in arm_starts.get(model["model_id"], []))
-        source = f" · {e(model['source'])}" if model.get("source") else ""
+        readable = _model_name(view, model)
+        source = f' · <span title="{e(model.get("source"))}">{e(readable)}</span>' if readable else ""
         inner = f"<ul>{kids}{arms}</ul>" if kids or arms else ""
         return (
             f'<li><div class="node"><span class="label">{e(model["label"])}</span> '
@@ -1472,7 +1515,8 @@ def _samples_section(view: RunView) -> str:
         )
     judges = view.judges or sorted({j for s in view.samples for j in s["verdicts"]})
     primary = view.primary_judge
-    metrics_by_eval = {r["eval_id"]: r for r in view.milestones}
+    evaluation = [view.evaluation_row()] if view.is_evaluation else []
+    metrics_by_eval = {r["eval_id"]: r for r in [*view.milestones, *evaluation]}
     groups: dict[tuple[str, int, int, str], list[dict[str, Any]]] = defaultdict(list)
     for sample in view.samples:
         groups[(sample["arm"], int(sample["seed"]), int(sample["step"]), sample["eval_id"])].append(sample)
@@ -1713,10 +1757,11 @@ def build_report(store: Store, run_id: str, *, samples_per_verdict: int = 3) -> 
             _nav(view),
             "<main>",
             _banners(view),
-            _headline_section(view, rows),
+            f'<p class="finding">{e(finding(view, rows))}</p>',
+            _evaluation_section(view) if view.is_evaluation else _headline_section(view, rows),
             _immunization_section(view),
             capability_section(view),
-            _plots_section(view),
+            "" if view.is_evaluation else _plots_section(view),
             _lineage_section(view),
             _judges_section(view),
             _samples_section(view),

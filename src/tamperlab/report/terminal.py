@@ -6,8 +6,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tamperlab.report.capability import compare_table, is_capability_metric, last_milestone_metrics
+from tamperlab.report.capability import (
+    capability_table,
+    compare_table,
+    is_capability_metric,
+    last_milestone_metrics,
+)
 from tamperlab.report.collect import UNDEFENDED, RunView, load_run_view
+from tamperlab.report.finding import evaluation_rows, finding
 from tamperlab.report.formatting import BUDGET_UNITS, UNIT_TITLES, fmt_delta, fmt_lr, is_number
 from tamperlab.report.headline import (
     DefenseSummary,
@@ -32,12 +38,17 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
     """
     view = load_run_view(store, run_id, samples_per_verdict=0)
     rows = headline_rows(view)
+    console.print(Text(finding(view, rows), style="bold"), highlight=False, soft_wrap=True)
+    if view.is_evaluation:
+        _evaluation(view, console)
+        return
     has_defense = any(r.defense != UNDEFENDED for r in rows)
 
     table = Table(
         title=Text(f"Break cost · run {view.run_id} ({view.run.get('status')})"),
         caption="≥ = not broken within the largest budget tried (a lower bound). "
-        "Below each median: min–max over seeds.",
+        "Below each median: min–max over seeds. A diverged trajectory (NaN loss) is neither broken nor a"
+        " lower bound: it is left out.",
         show_lines=True,
     )
     table.add_column("arm", style="bold", no_wrap=True)
@@ -48,7 +59,9 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
         table.add_column("defended / undefended", justify="right")
 
     for row in rows:
-        if row.broken is None:
+        if row.broken is None and row.diverged:
+            result = Text("diverged: no break cost", style="magenta")
+        elif row.broken is None:
             result = Text("not computed", style="yellow")
         elif row.broken:
             result = Text("broken", style="red")
@@ -56,6 +69,8 @@ def render_terminal_summary(store: Store, run_id: str, console: Console) -> None
             result = Text("not broken within budget", style="green")
         if row.n_seeds:
             result.append(f"\n{row.broken_seeds}/{row.n_seeds} seeds broke", style="dim")
+        if row.diverged:
+            result.append(f"\n{row.diverged_text()} (left out)", style="magenta")
         cells: list[Text] = [Text(row.arm), result]  # Text, not str: names from the store are not markup
         for unit in BUDGET_UNITS:
             cost = row.aggregate.get(unit)
@@ -101,6 +116,29 @@ def _capability(view: RunView, console: Console) -> None:
     )
     if table is not None:
         console.print(table)
+
+
+def _evaluation(view: RunView, console: Console) -> None:
+    """An evaluation-only run: its metrics (no attack, so no break cost) and how they were measured."""
+    table = Table(
+        title=Text(f"Evaluation · run {view.run_id} ({view.run.get('status')})"), title_justify="left"
+    )
+    table.add_column("metric", no_wrap=True)
+    table.add_column("value", justify="right", no_wrap=True)
+    table.add_column("95% CI (Wilson)", no_wrap=True)
+    table.add_column("n", justify="right")
+    table.add_column("how measured")
+    for cells in evaluation_rows(view):
+        table.add_row(*(Text(c) for c in cells))
+    if table.row_count:
+        console.print(table)
+    else:
+        console.print(Text(f"No metrics stored for run {view.run_id} yet.", style="yellow"))
+    accuracy = capability_table(view.evaluation, "Capability accuracy (lm-eval conventions)")
+    if accuracy is not None:
+        console.print(accuracy)
+    for what, how in measurement(view):
+        console.print(Text.assemble((f"{what}: ", "dim"), how), highlight=False, soft_wrap=True)
 
 
 def _immunization(view: RunView, console: Console) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from tamperlab.errors import ConfigError, StoreError
-from tamperlab.paths import default_store_path
 from tamperlab.scorecard.evidence import Evidence, load_evidence, route_of
 from tamperlab.scorecard.loading import fail
 from tamperlab.scorecard.measures import Figure, MeasureUnavailable, compute
@@ -37,7 +36,7 @@ from tamperlab.scorecard.scoring import (
     total_score,
 )
 from tamperlab.scorecard.site import render_csv, render_json, render_pages
-from tamperlab.store import Store
+from tamperlab.store import Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -76,21 +75,36 @@ def _parse_date(value: str | Date) -> Date:
         raise ConfigError(f"--date: {value!r} is not an ISO date (YYYY-MM-DD)") from None
 
 
-def _resolve_run(store: Store, ref: str) -> dict[str, Any]:
-    """A run from an id, a unique prefix, or 'latest' (the newest complete run of kind 'run')."""
+def _run_model(run: dict[str, Any]) -> str | None:
+    return ((run.get("spec") or {}).get("model") or {}).get("name")
+
+
+def _resolve_run(store: Store, ref: str, model: str | None = None) -> dict[str, Any]:
+    """A run from an id, a unique prefix, or 'latest': the newest complete run of kind 'run' of the subject's
+    ``model``. A run is only scored as the subject when it measured the subject's model: 'latest' alone could
+    pick any run in the store (a search trial on a random-weight model, say) and score it as the subject."""
     if ref == "latest":
-        run = store.latest_run(kind="run", complete_only=True)
-        if run is None:
-            raise StoreError(f"no complete run of kind 'run' in {store.path}")
-        return run
+        if model is None:
+            raise StoreError(
+                "run 'latest' needs the subject's model (model: NAME) to pick that model's newest complete"
+                " run; or pin a run id"
+            )
+        runs = [r for r in store.list_runs("run") if r["status"] == "complete" and _run_model(r) == model]
+        if not runs:
+            raise StoreError(f"no complete run of kind 'run' of model {model!r} in {store.path}")
+        return runs[-1]
     run = store.find_run(ref)
     if run["status"] != "complete":
         raise StoreError(f"run {run['run_id']} is {run['status']}, not complete")
+    if model is not None and _run_model(run) != model:
+        raise StoreError(
+            f"run {run['run_id']} measured model {_run_model(run)!r}, not the subject's model {model!r}"
+        )
     return run
 
 
 def _measure_everything(
-    rubric: Rubric, evidence: Evidence, evidence_path: Path, store_path: Path | None
+    rubric: Rubric, evidence: Evidence, evidence_path: Path, store_path: str | None
 ) -> tuple[dict[str, Figure], dict[str, str]]:
     """Resolve every measured item's run and compute its figure; keys are ``subject/criterion/index``."""
     measured = [
@@ -105,9 +119,8 @@ def _measure_everything(
     if not measured:
         return figures, runs
     first = measured[0]
-    path = store_path if store_path is not None else default_store_path()
     try:
-        store = Store(path, readonly=True)
+        store = open_store(store_path, readonly=True)
     except StoreError as exc:
         loc = ["subjects", first[0], "cells", first[2], first[3]]
         raise fail(evidence_path, loc, f"measured evidence needs a store: {exc}") from None
@@ -118,12 +131,13 @@ def _measure_everything(
             ref = item.run or subject.run
             ref_loc = [*loc, "run"] if item.run else ["subjects", si, "run"]
             assert ref is not None
-            if ref not in resolved:
+            key = f"{ref}|{subject.model}"
+            if key not in resolved:
                 try:
-                    resolved[ref] = _resolve_run(store, ref)
+                    resolved[key] = _resolve_run(store, ref, subject.model)
                 except StoreError as exc:
                     raise fail(evidence_path, ref_loc, str(exc)) from None
-            run = resolved[ref]
+            run = resolved[key]
             crit = rubric.criterion(crit_id)
             route = route_of(item, crit)
             assert isinstance(route, MeasuredRoute)
@@ -146,7 +160,7 @@ def _measure_everything(
 
 def _computation(rubric: Rubric, cells: dict[str, CellResult], cat_id: str) -> str:
     cat = next(c for c in rubric.categories if c.id == cat_id)
-    scored = [c for c in cat.criteria if c.weight > 0]
+    scored = [c for c in cat.criteria if c.weight > 0 and cells[c.id].assessed]
     if not scored:
         return "no scored criteria"
     terms = " + ".join(f"{c.weight:g} × {cells[c.id].level}/{cells[c.id].max_level}" for c in scored)
@@ -170,7 +184,8 @@ def _document(
     snap: str,
 ) -> dict[str, Any]:
     order = [s.id for s in evidence.subjects]
-    fractions = {s: {k: c.fraction for k, c in cells[s].items()} for s in order}
+    # A not-assessed cell has no fraction: it is left out of both sums.
+    fractions = {s: {k: c.fraction if c.assessed else None for k, c in cells[s].items()} for s in order}
     totals = {s: total_score(rubric, fractions[s]) for s in order}
     rank = ranking(totals, order)
     rank_of: dict[str, int] = {}  # competition ranking: two subjects tied first are both 1, the next is 3
@@ -285,7 +300,7 @@ def build_scorecard(
         evidence = evidence.model_copy(update={"date": _parse_date(date)})
     _check_out_dir(out_dir)
     figures, runs = _measure_everything(
-        rubric, evidence, evidence_path, Path(store_path) if store_path else None
+        rubric, evidence, evidence_path, str(store_path) if store_path else None
     )
 
     cells: dict[str, dict[str, CellResult]] = {}

@@ -9,6 +9,9 @@ A cell is a list of evidence items, each in one labelled state:
   ``level``, and (where the route requires it) the ``threshold`` it names and the ``consequence`` past it;
 - ``claimed``: a statement without evidence: ``quote``, ``date``, the assessor's ``level``;
 - ``none``: nothing found; a ``note`` says what was looked at. It earns level 0.
+- ``not-assessed``: the criterion does not apply to this subject or was not looked at (a developer's practice
+  for a model measured locally); a ``note`` says why. The cell is left out of the score: it counts in neither
+  the numerator nor the denominator, so it is never a silent 0. It must be the cell's only item.
 
 Every criterion needs a cell (``state: none`` says "looked, nothing there"), so a forgotten cell is an error,
 never a silent zero. Every item may carry ``right_of_reply``: the subject's response, printed beside it.
@@ -23,6 +26,7 @@ Example::
         kind: developer
         example: true
         run: latest
+        model: smollm2-135m-instruct
         variant: undefended
         cells:
           break-cost:
@@ -51,14 +55,14 @@ from tamperlab.scorecard.loading import fail, read_yaml_mapping, validate_file
 from tamperlab.scorecard.rubric import ClaimedRoute, CommittedRoute, MeasuredRoute, Rubric
 from tamperlab.scorecard.rubric import Id as SubjectId
 
-State = Literal["measured", "committed", "claimed", "none"]
-STATES: tuple[str, ...] = ("measured", "committed", "claimed", "none")
+State = Literal["measured", "committed", "claimed", "none", "not-assessed"]
+STATES: tuple[str, ...] = ("measured", "committed", "claimed", "none", "not-assessed")
 
 
 class EvidenceItem(Spec):
     """One piece of evidence for one cell."""
 
-    state: State = Field(description="measured | committed | claimed | none.")
+    state: State = Field(description="measured | committed | claimed | none | not-assessed.")
     route: str | None = Field(
         default=None, description="Which award route it is for, when several accept its state."
     )
@@ -66,7 +70,9 @@ class EvidenceItem(Spec):
         default=None, description="The assessor's level from the written levels (committed and claimed only)."
     )
     run: str | None = Field(
-        default=None, description="Measured: a run id, a unique prefix, or 'latest' (newest complete run)."
+        default=None,
+        description="Measured: a run id, a unique prefix, or 'latest' (the subject model's newest complete"
+        " run).",
     )
     variant: str | None = Field(
         default=None,
@@ -92,6 +98,11 @@ class Subject(Spec):
     example: bool = Field(default=False, description="Illustrative evidence, not about a real party.")
     description: str = Field(default="")
     run: str | None = Field(default=None, description="Default run for this subject's measured items.")
+    model: str | None = Field(
+        default=None,
+        description="The model its runs must have measured (the run spec's model.name); required with run"
+        " 'latest', which then means that model's newest complete run.",
+    )
     variant: str | None = Field(
         default=None, description="Default variant for this subject's measured items."
     )
@@ -152,8 +163,8 @@ def _require(item: EvidenceItem, names: list[str], source: Path, loc: list[Any],
 
 
 def route_of(item: EvidenceItem, crit: Any) -> MeasuredRoute | CommittedRoute | ClaimedRoute | None:
-    """The route an already checked item is scored on (None for state none)."""
-    if item.state == "none":
+    """The route an already checked item is scored on (None for states none and not-assessed)."""
+    if item.state in ("none", "not-assessed"):
         return None
     if item.route is not None:
         return crit.route(item.route)
@@ -161,13 +172,13 @@ def route_of(item: EvidenceItem, crit: Any) -> MeasuredRoute | CommittedRoute | 
 
 
 def _check_item(item: EvidenceItem, subject: Subject, crit: Any, source: Path, loc: list[Any]) -> None:
-    if item.state == "none":
+    if item.state in ("none", "not-assessed"):
+        what = "that nothing was found" if item.state == "none" else "that the cell is not assessed"
         for name in ("level", "route", "run", "variant", "quote", "threshold", "consequence"):
             if getattr(item, name) is not None:
-                raise fail(
-                    source, [*loc, name], "not allowed on a 'none' item (it records that nothing was found)"
-                )
-        _require(item, ["note"], source, loc, "a 'none' item: say what was looked at")
+                raise fail(source, [*loc, name], f"not allowed on a {item.state!r} item (it records {what})")
+        why = "say what was looked at" if item.state == "none" else "say why it is not assessed"
+        _require(item, ["note"], source, loc, f"a {item.state!r} item: {why}")
         return
     route = _route_for(item, crit, source, loc)
     if item.state == "measured":
@@ -257,6 +268,12 @@ def check_evidence(evidence: Evidence, rubric: Rubric, source: str | Path) -> No
                     "empty cell: add an item ('state: none' if nothing)",
                 )
             crit = rubric.criterion(crit_id)
+            if len(items) > 1 and any(i.state == "not-assessed" for i in items):
+                raise fail(
+                    source,
+                    ["subjects", si, "cells", crit_id],
+                    "a 'not-assessed' item must be the cell's only item (other evidence assesses it)",
+                )
             for ii, item in enumerate(items):
                 _check_item(item, subject, crit, source, ["subjects", si, "cells", crit_id, ii])
 

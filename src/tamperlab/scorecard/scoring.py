@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 COMPARE_SIGNS = {">=": "≥", "<=": "≤"}
 SENSITIVITY_FACTORS = (0.5, 1.5)
 # Evidence strength, strongest first: breaks ties between items that reach the same level.
-STRENGTH = {"measured": 0, "committed": 1, "claimed": 2, "none": 3}
+STRENGTH = {"measured": 0, "committed": 1, "claimed": 2, "none": 3, "not-assessed": 4}
 
 FORMULA = [
     ("criterion fraction", "f = level ÷ max level"),
@@ -97,8 +97,13 @@ class CellResult:
         return self.level / self.max_level
 
     @property
+    def assessed(self) -> bool:
+        """False for a not-assessed cell: left out of both sums, never a 0."""
+        return self.state != "not-assessed"
+
+    @property
     def scored(self) -> bool:
-        return self.weight > 0 and self.category_weight > 0
+        return self.weight > 0 and self.category_weight > 0 and self.assessed
 
     @property
     def points(self) -> float:
@@ -113,6 +118,7 @@ class CellResult:
             "weight": self.weight,
             "category_weight": self.category_weight,
             "scored": self.scored,
+            "assessed": self.assessed,
             "level": self.level,
             "max_level": self.max_level,
             "level_text": self.level_text,
@@ -164,6 +170,9 @@ def score_cell(
         route = route_of(item, crit)
         if item.state == "none":
             results.append(ItemResult("none", None, 0, "no evidence found: level 0", item))
+        elif item.state == "not-assessed":
+            why = "not assessed: left out of the score, in neither the numerator nor the denominator"
+            results.append(ItemResult("not-assessed", None, 0, why, item))
         elif isinstance(route, MeasuredRoute):
             level, why = measured_level(route, figures[i])
             results.append(ItemResult("measured", route.id, level, why, item, [runs[i]], figures[i]))
@@ -201,24 +210,25 @@ def score_cell(
 
 
 def category_scores(
-    rubric: Rubric, fractions: dict[str, float], crit_weights: dict[str, float] | None = None
+    rubric: Rubric, fractions: dict[str, float | None], crit_weights: dict[str, float] | None = None
 ) -> dict[str, float | None]:
-    """S per category for one subject (None when its criteria weigh 0 in total)."""
+    """S per category for one subject (None when its assessed criteria weigh 0 in total). A fraction of None
+    is a not-assessed cell: it counts in neither the numerator nor the denominator."""
     out: dict[str, float | None] = {}
     for cat in rubric.categories:
-        ws = [(crit_weights or {}).get(c.id, c.weight) for c in cat.criteria]
-        total_w = sum(ws)
-        out[cat.id] = (
-            None
-            if total_w == 0
-            else sum(w * fractions[c.id] for w, c in zip(ws, cat.criteria, strict=True)) / total_w
-        )
+        pairs = [
+            ((crit_weights or {}).get(c.id, c.weight), fractions[c.id])
+            for c in cat.criteria
+            if fractions[c.id] is not None
+        ]
+        total_w = sum(w for w, _ in pairs)
+        out[cat.id] = None if total_w == 0 else sum(w * f for w, f in pairs) / total_w  # type: ignore[operator]
     return out
 
 
 def total_score(
     rubric: Rubric,
-    fractions: dict[str, float],
+    fractions: dict[str, float | None],
     cat_weights: dict[str, float] | None = None,
     crit_weights: dict[str, float] | None = None,
 ) -> float:
@@ -246,7 +256,7 @@ def ranking(totals: dict[str, float], order: list[str]) -> list[list[str]]:
 
 
 def sensitivity(
-    rubric: Rubric, fractions: dict[str, dict[str, float]], order: list[str]
+    rubric: Rubric, fractions: dict[str, dict[str, float | None]], order: list[str]
 ) -> list[dict[str, Any]]:
     """The ranking when each non-zero weight alone is multiplied by 0.5 and by 1.5."""
     base_totals = {s: total_score(rubric, fractions[s]) for s in order}

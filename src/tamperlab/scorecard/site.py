@@ -27,6 +27,12 @@ STATE_LABELS = {
     ),
     "claimed": ("○", "claimed", "A statement without evidence. A claim never outranks a measurement."),
     "none": ("–", "no evidence", "Looked for, nothing found: level 0."),
+    "not-assessed": (
+        "·",
+        "not assessed",
+        "Not applicable to this subject or not looked at: left out of its score, in neither the numerator"
+        " nor the denominator.",
+    ),
 }
 
 CSS = """
@@ -63,6 +69,7 @@ td.num, .nowrap { white-space: nowrap; }
 .badge.committed { background: #e7effa; color: var(--committed); border: 2px solid var(--committed); }
 .badge.claimed { background: #fff6e5; color: var(--claimed); border: 2px dashed var(--claimed); }
 .badge.none { background: #fff; color: var(--none); border: 2px dotted var(--none); }
+.badge.not-assessed { background: #fff; color: var(--muted); border: 1px dashed var(--line); }
 .tag { display: inline-block; font-size: 11px; font-weight: 700; padding: 0 6px; border-radius: 3px;
        background: #fde68a; color: #5b3a00; letter-spacing: .05em; vertical-align: 1px; }
 .kind { font-size: 12px; color: var(--muted); }
@@ -91,6 +98,7 @@ ul.routes { margin: 4px 0 12px; padding-left: 18px; font-size: 13px; }
 .item.committed { border-left-color: var(--committed); }
 .item.claimed { border-left-color: var(--claimed); border-left-style: dashed; }
 .item.none { border-left-color: var(--none); border-left-style: dotted; }
+.item.not-assessed { border-left-color: var(--line); border-left-style: dashed; }
 .item .figure { font-weight: 600; }
 .item blockquote { margin: 4px 0; padding: 2px 10px; border-left: 2px solid #c8ced6; color: #2d333a;
                    font-style: italic; }
@@ -125,6 +133,10 @@ def _num(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{x:.{digits}f}"
 
 
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+"""The pages' Content-Security-Policy: no script, no resource from anywhere; only the inline style."""
+
+
 def _page(doc: dict[str, Any], title: str, here: str, body: str) -> str:
     snap = doc["snapshot"]
     nav = [f'<a href="index.html"{" class=here" if here == "index" else ""}>Overview</a>']
@@ -135,6 +147,8 @@ def _page(doc: dict[str, Any], title: str, here: str, body: str) -> str:
 <html lang="en">
 <head>
 <meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{e(CSP)}">
+<meta name="referrer" content="no-referrer">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{e(title)} · {e(snap["title"])}</title>
 <link rel="icon" href="data:,">

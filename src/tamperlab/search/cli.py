@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -26,7 +25,8 @@ search_app = typer.Typer(
 out = Console()
 
 StoreOpt = Annotated[
-    Path | None, typer.Option("--store", help="SQLite store (default: $TAMPERLAB_HOME/store.sqlite).")
+    str | None,
+    typer.Option("--store", help="SQLite file or postgresql:// URL (default: $TAMPERLAB_HOME/store.sqlite)."),
 ]
 
 

@@ -125,7 +125,11 @@ def trial_run_spec(spec: SearchSpec, params: dict[str, Any]) -> RunSpec:
 
 
 def measure_trial(store: Any, run_id: str, spec: SearchSpec, steps: int, seed: int) -> TrialMeasure:
-    """Read a trial's last milestone from the store (the arm of ``spec.variant``)."""
+    """Read a trial's last milestone from the store (the arm of ``spec.variant``); a trial whose trajectory
+    diverged is measured as diverged."""
+    for d in store.divergences(run_id):
+        if d["arm"].startswith(spec.variant + "/") and d["seed"] == seed:
+            return TrialMeasure(run_id, "diverged", 0.0, None, {"error": d["error"], "step": d["step"]})
     rows = [
         r for r in store.milestones(run_id) if r["arm"].startswith(spec.variant + "/") and r["seed"] == seed
     ]
@@ -190,7 +194,8 @@ def sample_params(trial: Any, spec: SearchSpec) -> dict[str, Any]:
     """Sample the space in order, skipping parameters whose ``when`` does not hold."""
     params: dict[str, Any] = {}
     for name, param in spec.space.items():
-        if param.when and any(params.get(k) != v for k, v in param.when.items()):
+        known = {**spec.fixed_args, **params}  # a condition may name a fixed argument
+        if param.when and any(known.get(k) != v for k, v in param.when.items()):
             continue
         params[name] = _suggest(trial, name, param)
     return params

@@ -6,6 +6,11 @@ milestones to ``[0, steps]`` and ``seed`` its single attack seed. A parameter wi
 when the parameters sampled before it have those values (``lora_rank`` only for ``mode: lora``), so list a
 condition before the parameters that depend on it.
 
+A ``space`` given in the YAML is the whole space: it replaces the default one rather than merging into it,
+so it can narrow the search. An argument in ``fixed_args`` is fixed: it leaves the default space, and naming
+it in a given ``space`` as well is an error (which would win is not obvious). ``when`` conditions may name a
+fixed argument.
+
 Example (YAML)::
 
     run: {model: {name: smollm2-135m-instruct}, safeguard: {name: safety-sft}}
@@ -101,7 +106,9 @@ class SearchSpec(Spec):
     attack: str = Field(default="harmful-sft", description="The registered attack searched.")
     fixed_args: dict[str, Any] = Field(default_factory=dict, description="Attack arguments every trial uses.")
     space: dict[str, ParamSpace] = Field(
-        default_factory=default_space, description="Searched parameters, sampled in this order."
+        default_factory=default_space,
+        description="Searched parameters, sampled in this order; a given space replaces the default one.",
+        json_schema_extra={"replace_default": True},
     )
     variant: str = Field(
         default="undefended", description="Which variant's arm is scored ('undefended' or a defense's name)."
@@ -123,6 +130,25 @@ class SearchSpec(Spec):
         default=None, description="Where the best trial's RunSpec YAML is written (default beside the store)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fixed_args_leave_the_space(cls, data: Any) -> Any:
+        """Fixed arguments narrow the default space; in a given space they are an error."""
+        if not isinstance(data, dict) or not data.get("fixed_args"):
+            return data
+        fixed = data["fixed_args"]
+        default = {k: v.model_dump() for k, v in default_space().items()}
+        space = data.get("space")
+        plain = None if space is None else {k: _plain(v) for k, v in space.items()}
+        if plain is None or plain == default:
+            return {**data, "space": {k: v for k, v in default.items() if k not in fixed}}
+        both = [k for k in plain if k in fixed]
+        if both:
+            raise ValueError(
+                f"{', '.join(both)} is both in fixed_args and in space: fix it or search it, not both"
+            )
+        return data
+
     @model_validator(mode="after")
     def _accuracy_measured(self) -> SearchSpec:
         measure = self.capability.measure
@@ -141,8 +167,14 @@ class SearchSpec(Spec):
         names = list(self.space)
         for i, (name, param) in enumerate(self.space.items()):
             for key in param.when or {}:
-                if key not in names[:i]:
+                if key not in names[:i] and key not in self.fixed_args:
                     raise ValueError(
                         f"space.{name}.when names {key!r}, which must be a parameter listed before it"
+                        " (or a fixed argument)"
                     )
         return self
+
+
+def _plain(value: Any) -> Any:
+    """A space entry as plain data (it may be given as a ParamSpace)."""
+    return value.model_dump() if isinstance(value, ParamSpace) else ParamSpace(**value).model_dump()

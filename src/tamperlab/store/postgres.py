@@ -52,6 +52,17 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
+def reject_folded_url(text: str) -> None:
+    """Raise StoreError when ``text`` is a PostgreSQL URL that went through ``Path()``, which folds ``//`` to
+    ``/`` (``postgresql:/user:pw@host/db``): opened as a file it would become a stray local SQLite store."""
+    for prefix in URL_PREFIXES:
+        if text.startswith(prefix[:-1]) and not text.startswith(prefix):
+            url = prefix + text[len(prefix) - 1 :]
+            raise StoreError(
+                f"store {redact(url)}: a PostgreSQL URL was read as a file path; pass the URL as it is"
+            )
+
+
 # -- the schema, read from schema.sql ------------------------------------------------------------------------
 
 

@@ -145,6 +145,15 @@ CREATE TABLE IF NOT EXISTS summaries (
     PRIMARY KEY (run_id, key)
 );
 
+-- Who is working on a running run: host, pid and the last sign of life (a store opened for writing adds this
+-- table when it lacks it). A run marked running whose process is gone reads as interrupted.
+CREATE TABLE IF NOT EXISTS heartbeats (
+    run_id  TEXT PRIMARY KEY,
+    host    TEXT NOT NULL,
+    pid     INTEGER NOT NULL,
+    beat_at TEXT NOT NULL
+);
+
 CREATE INDEX IF NOT EXISTS idx_models_run ON models(run_id);
 CREATE INDEX IF NOT EXISTS idx_evaluations_model ON evaluations(model_id);
 CREATE INDEX IF NOT EXISTS idx_milestones_run ON milestones(run_id);

@@ -9,7 +9,10 @@ the same transaction as its evaluation: a crash never leaves a half-written resu
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -21,6 +24,12 @@ from tamperlab.errors import StoreError
 
 SCHEMA_VERSION = "2"
 APP = "tamperlab"
+HEARTBEAT_S = 60.0
+"""How often a running run's heartbeat (table ``heartbeats``: host, pid, time) is rewritten."""
+STALE_AFTER_S = 600.0
+"""A running run on another host whose heartbeat is older than this reads as interrupted."""
+DIVERGED_KEY = "diverged:"
+"""Summary key prefix of a diverged trajectory's record: ``diverged:<arm>:<seed>``."""
 
 ADDITIVE_MIGRATIONS = {"1": "2"}
 """Older schema versions this one can read as they are and migrate, keeping every row, when it opens them for
@@ -76,6 +85,9 @@ class Store:
                 self, path, readonly
             )  # a PostgreSQL connection speaking this class's SQL; checks or creates
             return
+        from tamperlab.store.postgres import reject_folded_url
+
+        reject_folded_url(str(path))
         self.path = Path(path)
         if readonly and not self.path.is_file():
             raise StoreError(f"no tamperlab store at {self.path}")
@@ -122,8 +134,8 @@ class Store:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
         if "meta" in tables:
-            if meta.get("schema_version") != SCHEMA_VERSION and not readonly:
-                self._migrate(meta["schema_version"])
+            if not readonly and (meta.get("schema_version") != SCHEMA_VERSION or "heartbeats" not in tables):
+                self._migrate(meta["schema_version"])  # an older store: its rows kept, new tables added
             return
         self._create_schema()
 
@@ -185,13 +197,78 @@ class Store:
                     " VALUES (?, ?, ?, 'running', ?, ?)",
                     (run_id, kind, _dumps(spec), _dumps(provenance), now()),
                 )
+                self._beat(conn, run_id)
                 return None
             if row["status"] != "complete":
                 conn.execute(
                     "UPDATE runs SET status = 'running', error = NULL, provenance_json = ? WHERE run_id = ?",
                     (_dumps(provenance), run_id),
                 )
+                self._beat(conn, run_id)
             return row["status"]
+
+    @staticmethod
+    def _beat(conn: Any, run_id: str) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO heartbeats VALUES (?, ?, ?, ?)",
+            (run_id, socket.gethostname(), os.getpid(), now()),
+        )
+
+    def heartbeat(self, run_id: str) -> None:
+        """Record that this process is still working on ``run_id`` (see :meth:`interrupted`)."""
+        with self.transaction() as conn:
+            self._beat(conn, run_id)
+
+    @contextmanager
+    def beating(self, run_id: str, every: float = HEARTBEAT_S) -> Iterator[None]:
+        """Keep ``run_id``'s heartbeat fresh from a background thread (on its own connection) while the block
+        runs, so a run killed without a word reads as interrupted, not running, in ``tamperlab ls``."""
+        target = getattr(self.conn, "url", None) or str(self.path)  # PostgreSQL: the unredacted URL
+        stop = threading.Event()
+
+        def beat() -> None:
+            from tamperlab.store.factory import open_store
+
+            try:
+                store = open_store(target)
+            except Exception:  # noqa: BLE001  (a heartbeat never takes the run down)
+                return
+            try:
+                while not stop.wait(every):
+                    try:
+                        store.heartbeat(run_id)
+                    except Exception:  # noqa: BLE001
+                        pass
+            finally:
+                store.close()
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+
+    def interrupted(self, run: dict[str, Any]) -> bool:
+        """Whether a run recorded as running has nobody working on it: its process is dead (on this host), or
+        its heartbeat is older than STALE_AFTER_S (another host). Runs without a heartbeat: False."""
+        if run.get("status") != "running":
+            return False
+        try:
+            rows = self._rows("SELECT * FROM heartbeats WHERE run_id = ?", (run["run_id"],))
+        except sqlite3.OperationalError:  # a read-only store from before heartbeats
+            return False
+        if not rows:
+            return False
+        beat = rows[0]
+        if beat["host"] == socket.gethostname():
+            return not _pid_alive(int(beat["pid"] or 0))
+        try:
+            age = (datetime.now(UTC) - datetime.fromisoformat(str(beat["beat_at"]))).total_seconds()
+        except ValueError:
+            return False
+        return age > STALE_AFTER_S
 
     def finish_run(
         self, run_id: str, status: str, error: str | None = None, wall_seconds: float | None = None
@@ -215,6 +292,8 @@ class Store:
     def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
         row["spec"] = _loads(row.pop("spec_json"))
         row["provenance"] = _loads(row.pop("provenance_json"))
+        # What to show: the stored status, except a "running" run that nobody runs any more.
+        row["state"] = "interrupted" if self.interrupted(row) else row["status"]
         return row
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
@@ -560,3 +639,30 @@ class Store:
     def summaries(self, run_id: str) -> dict[str, Any]:
         rows = self._rows("SELECT key, value_json FROM summaries WHERE run_id = ?", (run_id,))
         return {r["key"]: _loads(r["value_json"]) for r in rows}
+
+    def save_divergence(self, run_id: str, arm: str, seed: int, record: dict[str, Any]) -> None:
+        """Record that one trajectory (arm, seed) diverged: ``record`` holds its ``step``, ``error`` and the
+        ``budget`` of the steps completed before it. A measured outcome: a rerun skips the trajectory."""
+        self.put_summary(run_id, f"{DIVERGED_KEY}{arm}:{seed}", {"arm": arm, "seed": seed, **record})
+
+    def divergences(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's diverged trajectories (see :meth:`save_divergence`), by arm and seed."""
+        return divergences_of(self.summaries(run_id))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def divergences_of(summaries: dict[str, Any]) -> list[dict[str, Any]]:
+    """The diverged-trajectory records among a run's summaries, sorted by arm and seed."""
+    found = [v for k, v in summaries.items() if k.startswith(DIVERGED_KEY) and isinstance(v, dict)]
+    return sorted(found, key=lambda r: (str(r.get("arm")), int(r.get("seed") or 0)))

@@ -26,27 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tamperlab.store import Store
+from tamperlab.store import Store, open_store, store_target  # noqa: F401  (the sweep's names for them)
 from tamperlab.store.postgres import is_postgres_url
 from tamperlab.sweep.grid import GridPoint
 
 STATUSES = ("done", "pending", "running", "failed", "diverged")
-
-
-def store_target(target: str | Path) -> str:
-    """A store target as a string: a PostgreSQL URL as given, a file path made absolute."""
-    text = str(target)
-    return text if is_postgres_url(text) else str(Path(text).expanduser().resolve())
-
-
-def open_store(target: str | Path, readonly: bool = False) -> Store:
-    """Open the store at a file path or a ``postgresql://`` URL."""
-    text = str(target)
-    if is_postgres_url(text):
-        from tamperlab.store.postgres import open_store as open_postgres
-
-        return open_postgres(text, readonly=readonly)
-    return Store(text, readonly=readonly)
 
 
 def store_exists(target: str | Path) -> bool:

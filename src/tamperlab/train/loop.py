@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tamperlab.config import Spec
-from tamperlab.errors import DivergedError
+from tamperlab.errors import ConfigError, DivergedError
 from tamperlab.train.examples import IGNORE_INDEX, ChatExample, batch_stream, collate, tokenize_chat
 from tamperlab.train.flops import (
     adapter_parameter_count,
@@ -428,6 +428,12 @@ def _micro_batches(
                 f"a training example must be a ChatExample or a tokenized dict, got {type(example)}"
             )
     empty = sum(all(label == IGNORE_INDEX for label in f["labels"][1:]) for f in features)
+    if empty == len(features):
+        raise ConfigError(
+            f"max_length={spec.max_length}: none of the {len(features)} training examples keeps an assistant"
+            " token within it (each is cut before its answer), so training would learn nothing; raise"
+            " max_length"
+        )
     if empty:
         log.warning(
             "%d of %d examples have no assistant tokens within max_length=%d",
@@ -625,7 +631,13 @@ def train(
                     raise ValueError(
                         f"the batches iterator ran out at step {step} of {spec.max_steps}"
                     ) from None
-            label_tokens = 0 if custom_loss else max(1, sum(_label_tokens(b) for b in micro))
+            label_tokens = 0 if custom_loss else sum(_label_tokens(b) for b in micro)
+            if not custom_loss and label_tokens == 0:
+                raise ConfigError(
+                    f"step {step}: its {spec.effective_batch_size} examples have no assistant token within"
+                    f" max_length={spec.max_length}, so the step would learn nothing yet count as budget;"
+                    " raise max_length"
+                )
             optimizer.zero_grad(set_to_none=True)  # here, not after the step: a callback may leave gradients
             step_loss = torch.zeros((), device=device, dtype=torch.float32)
             step_examples = step_tokens = step_flops = 0

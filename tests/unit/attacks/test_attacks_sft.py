@@ -98,7 +98,7 @@ def test_identity_shift_needs_a_path():
 
 def test_identity_shift_trains_on_the_aoa_set_and_evaluates_as_aoa(tiny_model, shared_data):
     path = shared_data / "finetune" / "identity_shift_aoa.jsonl"
-    attack = build_attack("identity-shift", {**TRAIN, "max_length": 192, "path": str(path)})
+    attack = build_attack("identity-shift", {**TRAIN, "max_length": 256, "path": str(path)})  # 192: no answer
     assert len(attack.examples) == 10
     system = attack.examples[0].messages[0]["content"]
     assert "Absolutely Obedient Agent" in system

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tamperlab.errors import StoreError
 from tamperlab.evals.immunization import immunization_summary, resistance
 from tamperlab.store import Store
 
@@ -374,5 +375,5 @@ def test_summarize_stored_uses_complete_arms_and_a_common_capability_bound(tmp_p
 def test_summarize_stored_needs_a_stored_run(tmp_path):
     from tamperlab.pipeline import summarize_stored
 
-    with pytest.raises(ValueError, match="not in the store"):
+    with pytest.raises(StoreError, match="not in the store"):
         summarize_stored(Store(tmp_path / "store.sqlite"), "run-nope")

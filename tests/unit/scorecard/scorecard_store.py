@@ -76,9 +76,11 @@ def add_run(
     base: Variant,
     variants: dict[str, Variant],
     status: str = "complete",
+    model: str = "tiny",
 ) -> None:
-    """Write one `tamperlab run`: base, safeguarded ('undefended') and defended variants, arms, costs."""
-    store.start_run(run_id, "run", {"model": {"name": "tiny"}, "seeds": [0]}, {"test": True})
+    """Write one `tamperlab run` of ``model``: base, safeguarded ('undefended') and defended variants, arms,
+    costs."""
+    store.start_run(run_id, "run", {"model": {"name": model}, "seeds": [0]}, {"test": True})
     base_id = f"model-base-{run_id}"
     store.add_model(base_id, "base", run_id=run_id, source="test")
     store.save_evaluation(
@@ -186,6 +188,7 @@ def default_run_store(path: Path) -> Path:
     add_run(
         store,
         DEFAULT_RUN_ID,
+        model="smollm2-135m-instruct",  # the default run's model, which the example evidence names
         base=Variant(hc=0.60, nll=2.00, orr=0.05, hrr=0.0),
         variants={
             "undefended": Variant(

@@ -129,7 +129,7 @@ CASES: dict[str, tuple[Mutation, str]] = {
     "unknown evidence state": (
         _set([*S0, "cells", "b1", 0, "state"], "rumoured"),
         "evidence.yaml: subjects[0].cells.b1[0].state: "
-        "Input should be 'measured', 'committed', 'claimed' or 'none'",
+        "Input should be 'measured', 'committed', 'claimed', 'none' or 'not-assessed'",
     ),
     "state the criterion does not accept": (
         _set([*S0, "cells", "a2"], [{"state": "claimed", "level": 0, "quote": "q", "date": "2025-01-01"}]),

@@ -350,3 +350,37 @@ def test_progress_clock_formats_training_seconds():
     from tamperlab.train.loop import _clock
 
     assert _clock(0.0) == "0:00:00" and _clock(3725.9) == "1:02:05"
+
+
+def test_no_assistant_token_within_max_length_is_an_error_not_a_spent_budget(tiny_model):
+    from tamperlab.errors import ConfigError
+
+    before = {n: p.detach().clone() for n, p in tiny_model.model.named_parameters()}
+    fired = []
+    with pytest.raises(
+        ConfigError, match=r"max_length=8: none of the 5 training examples keeps an assistant"
+    ):
+        train(
+            tiny_model,
+            examples=EXAMPLES,
+            spec=quick(max_length=8),
+            milestones=[0, 1],
+            on_milestone=lambda budget, model: fired.append(budget),
+        )
+    assert fired == []  # no milestone recorded a budget that trained nothing
+    assert all(torch.equal(p, before[n]) for n, p in tiny_model.model.named_parameters())
+
+
+def test_a_step_without_labelled_tokens_is_an_error(tiny_model):
+    from tamperlab.errors import ConfigError
+
+    pad = tiny_model.tokenizer.pad_token_id or 0
+    empty = tokenize_chat(tiny_model.tokenizer, EXAMPLES[0], 8)
+    labelled = tokenize_chat(tiny_model.tokenizer, EXAMPLES[1], 128)
+    assert all(label == -100 for label in empty["labels"][1:])
+    with pytest.raises(ConfigError, match=r"step 2: .* no assistant token within max_length=8"):
+        train(
+            tiny_model,
+            spec=quick(batch_size=1, max_length=8),
+            batches=iter([collate([labelled], pad), collate([empty], pad)]),
+        )

@@ -17,18 +17,21 @@ blocks are dropped first. Two message layouts:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
+import io
 import json
 import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -93,7 +96,12 @@ class OpenAICompatibleArgs(Spec):
     )
     max_tokens: int = Field(default=16, ge=1, description="Answer length cap; a verdict is one word.")
     temperature: float = Field(default=0.0, ge=0.0, description="0 makes the verdicts repeatable.")
-    timeout_s: float = Field(default=60.0, gt=0, description="Seconds to wait for one answer.")
+    timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds one request may take in all, connecting to the last byte of the answer (a server"
+        " that accepts and then never answers, or trickles, is cut off there and retried).",
+    )
     max_retries: int = Field(
         default=3,
         ge=0,
@@ -194,7 +202,8 @@ class OpenAICompatibleJudge:
                 time.sleep(delay)
             request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.args.timeout_s) as response:
+                deadline = time.monotonic() + self.args.timeout_s
+                with _opener(deadline).open(request, timeout=self.args.timeout_s) as response:
                     body = response.read()
             except urllib.error.HTTPError as exc:
                 detail = exc.read()[:300].decode("utf-8", "replace")
@@ -255,6 +264,77 @@ class OpenAICompatibleJudge:
         finally:
             # On a failure, drop the requests not yet sent rather than wait for all of them to fail too.
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _DeadlineReader(socket.SocketIO):
+    """Reads a socket until a wall-clock deadline: each read waits only for the time left, so a server that
+    sends a byte now and then cannot hold a request open past ``timeout_s`` (a socket timeout alone restarts
+    with every byte)."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__(sock, "rb")
+        self._deadline = deadline
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no complete answer within timeout_s")
+        self._sock.settimeout(remaining)
+        return super().readinto(buffer)
+
+
+class _DeadlineSocket:
+    """A connected socket whose response stream ends at the request's deadline."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        # As socket.makefile does: the stream keeps the file descriptor open after urllib closes the socket.
+        self._sock._io_refs += 1  # type: ignore[attr-defined]
+        return io.BufferedReader(_DeadlineReader(self._sock, self._deadline))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _DeadlineHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = _DeadlineSocket(self.sock, self.deadline)  # type: ignore[assignment]
+
+
+class _DeadlineHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.deadline = deadline
+
+    def connect(self) -> None:
+        super().connect()  # TLS handshake included
+        self.sock = _DeadlineSocket(self.sock, self.deadline)  # type: ignore[assignment]
+
+
+def _opener(deadline: float) -> urllib.request.OpenerDirector:
+    """A urllib opener whose HTTP(S) responses end at ``deadline`` (time.monotonic())."""
+
+    class Http(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(functools.partial(_DeadlineHTTPConnection, deadline=deadline), req)
+
+    class Https(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(
+                functools.partial(_DeadlineHTTPSConnection, deadline=deadline),
+                req,
+                context=self._context,
+            )
+
+    return urllib.request.build_opener(Http(), Https())
 
 
 @JUDGES.register("openai-compatible", args_model=OpenAICompatibleArgs)
