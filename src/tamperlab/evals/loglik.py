@@ -187,7 +187,7 @@ class _Runner:
             "input_ids": ids,
             "attention_mask": mask,
             "position_ids": positions,
-            "cache": cache,
+            "past_key_values": cache,
             "use_cache": use_cache,
         }
         if self.decoder is not None:
@@ -202,14 +202,14 @@ class _Runner:
         ]
         import torch
 
-        cache = out.cache if use_cache else None
+        cache = out.past_key_values if use_cache else None
         return (torch.cat(logprobs) if logprobs else selected.float()), cache
 
     def prefix_cache(self, ids: Any) -> Any:
         """The KV cache of one row of leading tokens (no unembedding where it can be avoided)."""
         if self.decoder is not None:
-            return self.decoder(input_ids=ids, use_cache=True).cache
-        return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+            return self.decoder(input_ids=ids, use_cache=True).past_key_values
+        return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
 
 
 @dataclass
@@ -551,7 +551,7 @@ def _greedy_until(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     if prefix.shape[1] > 0:
-        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).cache
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
         cache.batch_repeat_interleave(rows)
         positions = positions + prefix.shape[1]
         mask = torch.cat([mask.new_ones((rows, prefix.shape[1])), mask], dim=1)
@@ -559,11 +559,11 @@ def _greedy_until(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        cache=cache,
+        past_key_values=cache,
         use_cache=True,
         logits_to_keep=1,
     )
-    cache, nxt_position = out.cache, positions[:, -1:] + 1
+    cache, nxt_position = out.past_key_values, positions[:, -1:] + 1
     for step in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)
         ended = torch.isin(nxt, stop_ids).tolist()
@@ -587,7 +587,7 @@ def _greedy_until(
             input_ids=nxt[:, None],
             attention_mask=mask,
             position_ids=nxt_position,
-            cache=cache,
+            past_key_values=cache,
             use_cache=True,
         )
         nxt_position = nxt_position + 1
