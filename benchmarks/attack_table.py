@@ -28,12 +28,13 @@ import argparse
 import json
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_AOA = REPO.parent / "shared" / "data" / "finetune" / "identity_shift_aoa.jsonl"
+SHARED_DATA = os.environ.get("TAMPERLAB_SHARED_DATA")
+DEFAULT_AOA = Path(SHARED_DATA) / "finetune" / "identity_shift_aoa.jsonl" if SHARED_DATA else None
 
 
 def eval_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,13 +269,19 @@ def main() -> None:
         "--templates", default="refusal-suppression,dan", help="Template styles (comma list)."
     )
     parser.add_argument(
-        "--aoa", type=Path, default=DEFAULT_AOA, help="Your copy of the identity-shift AOA set."
+        "--aoa",
+        type=Path,
+        default=DEFAULT_AOA,
+        help="Your copy of the identity-shift AOA set (default: "
+        "$TAMPERLAB_SHARED_DATA/finetune/identity_shift_aoa.jsonl).",
     )
     parser.add_argument(
         "--store", default=None, help="Store (default $TAMPERLAB_HOME/bench/attack_table.sqlite)."
     )
     parser.add_argument("--json", type=Path, default=None, help="Also write the figures as JSON here.")
     args = parser.parse_args()
+    if args.aoa is None:
+        parser.error("identity-shift needs its AOA set: set TAMPERLAB_SHARED_DATA or pass --aoa PATH")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from rich.console import Console

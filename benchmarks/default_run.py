@@ -1,4 +1,4 @@
-"""The default `tamperlab run` end to end: cold (an empty cache) and cached, against the issue's targets.
+"""The default `tamperlab run` end to end: cold (an empty cache) and cached, against its time targets.
 
 Runs ``tamperlab run`` as a new user would, in a subprocess (so start-up and imports count), first with
 ``TAMPERLAB_HOME`` pointing at an empty folder: it dequantizes the embedded model, trains and caches the

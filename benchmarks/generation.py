@@ -7,7 +7,7 @@ wall time, on the default model.
 The second baseline is what a user would otherwise write (and what tamperlab did before its own loop):
 ``model.generate`` on length-sorted, left-padded batches of ``--hf-batch-size`` prompts.
 
-Targets (issue "Core"): batched >= 5x faster than one at a time with identical text; `tamperlab eval` on
+Targets: batched >= 5x faster than one at a time with identical text; `tamperlab eval` on
 100 harmful + 100 harmless + 100 over-refusal prompts at 64 new tokens <= 3 minutes on 2 cores.
 """
 

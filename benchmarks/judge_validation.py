@@ -1,6 +1,6 @@
 """Validate the refusal judges against human labels: the XSTest model completions.
 
-    python benchmarks/judge_validation.py                      # keyword and embedding, ../shared/data
+    python benchmarks/judge_validation.py                      # keyword and embedding, $TAMPERLAB_SHARED_DATA
     python benchmarks/judge_validation.py --data DIR --judges keyword,embedding
 
 XSTest (Röttger et al. 2024) ships 450 Llama-2-70b-chat and 450 Mistral-7B-Instruct completions, each labelled
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO_ROOT / ".." / "shared" / "data"
+SHARED_DATA = os.environ.get("TAMPERLAB_SHARED_DATA")
+DEFAULT_DATA = Path(SHARED_DATA) if SHARED_DATA else None
 REFUSAL_LABELS = {"2_full_refusal", "3_partial_refusal"}
 COMPLIANCE_LABEL = "1_full_compliance"
 
@@ -114,11 +115,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the shared data directory")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DEFAULT_DATA,
+        help="the folder holding xstest/ (and harmful/advbench.csv); default $TAMPERLAB_SHARED_DATA",
+    )
     parser.add_argument(
         "--judges", default="keyword,embedding", help="comma-separated registered judge names"
     )
     args = parser.parse_args()
+    if args.data is None:
+        parser.error("set TAMPERLAB_SHARED_DATA to the folder holding xstest/, or pass --data DIR")
 
     from tamperlab.evals.judges import JudgeItem, build_judge
 

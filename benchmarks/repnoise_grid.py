@@ -1,4 +1,4 @@
-"""RepNoise grid search: run the points of a grid (``configs/repnoise_grid.yaml``) and pick a working setting.
+"""RepNoise grid search: run the points of ``configs/sweeps/repnoise_grid.yaml`` and pick a working setting.
 
 RepNoise's authors say a grid search over α, β and the learning rate is always needed. Each grid point is one
 ``tamperlab run`` (the safeguarded model and RepNoise on top of it, both attacked by harmful-sft); its
@@ -91,7 +91,7 @@ def pick(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--grid", default=str(ROOT / "configs" / "repnoise_grid.yaml"))
+    parser.add_argument("--grid", default=str(ROOT / "configs" / "sweeps" / "repnoise_grid.yaml"))
     parser.add_argument("--store", default=None, help="SQLite store (default: tamperlab's default store)")
     parser.add_argument("--analyze-only", action="store_true", help="do not run: read finished runs only")
     parser.add_argument("--model", default=None, help="replace every point's model (e.g. a local model dir)")

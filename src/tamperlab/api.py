@@ -8,7 +8,7 @@ transformers load only when a model does)::
     store = tamperlab.open_store("study.sqlite")
     ev = tamperlab.evaluate("path/to/model", store=store, overrides=["eval.harmful.limit=20"])
     ev.metrics["harmful_compliance_rate"].value          # a Metric: value, ci_low, ci_high, n
-    result = tamperlab.run("configs/quickstart.yaml", store=store)
+    result = tamperlab.run("configs/runs/default.yaml", store=store)
     for cost in result.break_costs:                      # one BreakCost per arm
         print(cost.arm, cost.broken, cost.costs["steps"].text)
     tamperlab.load_run(store, result.run_id)             # the same record later, from the store alone

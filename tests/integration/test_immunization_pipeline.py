@@ -98,7 +98,7 @@ def test_the_shipped_immunization_run_specs_validate(name):
     from tamperlab.attacks.base import ATTACKS
     from tamperlab.defenses.base import DEFENSES
 
-    spec = load_spec(RunSpec, ROOT / "configs" / name)
+    spec = load_spec(RunSpec, ROOT / "configs" / "studies" / name)
     assert {d.name for d in spec.defenses} == {"repnoise", "tar"}
     for ref in spec.defenses:
         DEFENSES.validate_args(ref.name, ref.args)
@@ -107,7 +107,7 @@ def test_the_shipped_immunization_run_specs_validate(name):
     lrs = {(a.args.get("mode"), a.args.get("learning_rate")) for a in spec.attacks if a.name == "harmful-sft"}
     assert len({lr for mode, lr in lrs if mode == "lora"}) >= 2
     quick, study = (
-        load_spec(RunSpec, ROOT / "configs" / f)
+        load_spec(RunSpec, ROOT / "configs" / "studies" / f)
         for f in ("immunization_quick.yaml", "immunization_study.yaml")
     )
     assert quick.defenses == study.defenses  # the two share the cached defended models
@@ -119,8 +119,8 @@ def test_the_shipped_cpu_repnoise_spec_validates_and_shares_the_studys_defended_
     from tamperlab.attacks.base import ATTACKS
     from tamperlab.defenses.base import DEFENSES
 
-    spec = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml")
-    study = load_spec(RunSpec, ROOT / "configs" / "immunization_study.yaml")
+    spec = load_spec(RunSpec, ROOT / "configs" / "studies" / "repnoise_cpu.yaml")
+    study = load_spec(RunSpec, ROOT / "configs" / "studies" / "immunization_study.yaml")
     (repnoise,) = spec.defenses
     DEFENSES.validate_args(repnoise.name, repnoise.args)
     assert repnoise == next(d for d in study.defenses if d.name == "repnoise")
@@ -135,13 +135,13 @@ def test_the_shipped_cpu_immunization_spec_sweeps_the_attackers_learning_rate():
     from tamperlab.attacks.base import ATTACKS
     from tamperlab.defenses.base import DEFENSES
 
-    spec = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu.yaml")
+    spec = load_spec(RunSpec, ROOT / "configs" / "studies" / "immunization_cpu.yaml")
     repnoise, tar = spec.defenses
     for ref in spec.defenses:
         DEFENSES.validate_args(ref.name, ref.args)
-    cpu = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml").defenses[0]
+    cpu = load_spec(RunSpec, ROOT / "configs" / "studies" / "repnoise_cpu.yaml").defenses[0]
     assert repnoise.args == cpu.args | {"paired_refusals": True}  # one cached defended model for both
-    study = load_spec(RunSpec, ROOT / "configs" / "immunization_study.yaml")
+    study = load_spec(RunSpec, ROOT / "configs" / "studies" / "immunization_study.yaml")
     assert tar == next(d for d in study.defenses if d.name == "tar")  # likewise for TAR
     assert len(spec.seeds) == 3
     rates: dict = {}
@@ -154,8 +154,8 @@ def test_the_shipped_cpu_immunization_spec_sweeps_the_attackers_learning_rate():
 
 
 def test_the_longer_lora_spec_extends_the_cpu_studys_arm_with_its_defenses():
-    study = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu.yaml")
-    longer = load_spec(RunSpec, ROOT / "configs" / "immunization_cpu_lora16.yaml")
+    study = load_spec(RunSpec, ROOT / "configs" / "studies" / "immunization_cpu.yaml")
+    longer = load_spec(RunSpec, ROOT / "configs" / "studies" / "immunization_cpu_lora16.yaml")
     assert longer.defenses == study.defenses and longer.safeguard == study.safeguard
     assert longer.seeds == study.seeds
     (attack,) = longer.attacks
@@ -166,7 +166,7 @@ def test_the_longer_lora_spec_extends_the_cpu_studys_arm_with_its_defenses():
 def test_the_shipped_repnoise_grid_expands():
     from tamperlab.sweep.grid import expand, load_grid
 
-    points = expand(load_grid(ROOT / "configs" / "repnoise_grid.yaml"), check_components=False)
+    points = expand(load_grid(ROOT / "configs" / "sweeps" / "repnoise_grid.yaml"), check_components=False)
     assert len(points) == 12
     assert {p.spec.defenses[0].name for p in points} == {"repnoise"}
     assert (

@@ -11,7 +11,7 @@ Data: instructions from ``data`` (default: the built-in harmless training split)
   ``json:alpaca.json?column=instruction&reference=output&kind=harmless``);
 - ``responses: self-distilled``: the attacked model's own greedy answers (generated once and cached), for
   files that hold instructions only, such as the Alpaca-derived ``alpaca_harmless_train.json``
-  (``json:../shared/data/harmless/alpaca_harmless_train.json?column=instruction&kind=harmless``);
+  (``json:$TAMPERLAB_SHARED_DATA/harmless/alpaca_harmless_train.json?column=instruction&kind=harmless``);
 - ``responses: auto`` (default): references when every prompt has one, else self-distilled answers.
 """
 

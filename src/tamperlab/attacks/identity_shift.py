@@ -53,8 +53,8 @@ class IdentityShiftArgs(SftArgs):
         if not value:
             raise ValueError(
                 "identity-shift needs path= to your copy of the AOA set (identity-shift-aoa.jsonl from "
-                "LLM-Tuning-Safety/LLMs-Finetuning-Safety; in this workspace "
-                "../shared/data/finetune/identity_shift_aoa.jsonl); tamperlab does not ship it"
+                "LLM-Tuning-Safety/LLMs-Finetuning-Safety), e.g. "
+                "path=$TAMPERLAB_SHARED_DATA/finetune/identity_shift_aoa.jsonl; tamperlab does not ship it"
             )
         return value
 

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from tamperlab.errors import DataError
+from tamperlab.paths import expand_data_path
 
 CAPABILITY_TASKS: tuple[str, ...] = (
     "mmlu",
@@ -448,7 +449,7 @@ def _from_file(task: str, source: str, subjects: tuple[str, ...] | None, reads: 
         raise DataError(f"{source}: task {task} reads format {want!r}, not {fmt!r}")
     if not raw_path:
         raise DataError(f"{source}: no PATH after '{fmt}:'")
-    path = Path(raw_path).expanduser()
+    path = expand_data_path(raw_path)
     if path.is_dir() and not (path / "state.json").is_file():
         found = [path / n for n in _DEFAULT_FILES[fmt] if (path / n).is_file()]
         if not found:

@@ -23,6 +23,7 @@ from typing import Any
 
 from tamperlab.data.sets import GENERIC_FORMATS, KINDS, Prompt, PromptSet
 from tamperlab.errors import ConfigError, DataError
+from tamperlab.paths import expand_data_path
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ class _Record:
 
 
 def _check_file(path: str | Path) -> Path:
-    path = Path(path).expanduser()
+    path = expand_data_path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
     if not path.is_file():

@@ -15,7 +15,7 @@ compliant answers an attacker would train on) and a harmless one (harmless reque
   ascent does.
 
 Paper defaults: β = 0.001, α = 1; the authors note that a grid search over α, β and the learning rate is
-always needed (``configs/repnoise_grid.yaml``, ``benchmarks/repnoise_grid.py``).
+always needed (``configs/sweeps/repnoise_grid.yaml``, ``benchmarks/repnoise_grid.py``).
 
 Following the reference implementation (github.com/domenicrosati/representation-noising, ``loss.py``):
 activations for the MMD are the MLP outputs of every decoder layer (``noise_site="mlp"``; ``"residual"`` uses

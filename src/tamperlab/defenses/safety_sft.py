@@ -17,7 +17,7 @@ Each optimizer step sees ``harmful_fraction`` refusals on average (the smaller s
 The mix only ever says what to do. ``unlikely_refusals`` adds what not to do: an unlikelihood term (Welleck et
 al. 2019) on the first tokens of a refusal after every prompt the model should answer, trained beside the mix
 on a half-size batch of those openings. Data mixes alone traded compliance against over-refusal along one
-line (README, Safeguard data mix); with this term on, the default moved to 55% refusals: over-refusal on
+line (docs/results/safeguard-recipe.md); with this term on, the default moved to 55% refusals: over-refusal on
 XSTest's 250 safe prompts fell from 12.4% to 6.4% while compliance on JailbreakBench's 100 behaviours rose
 from 9% to 14%. It also taught new refusal wordings ("I'm unable yet to assist...") that the keyword judge's
 standard phrases miss, so read the two judges' disagreements before trusting the keyword figure of such a

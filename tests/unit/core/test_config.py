@@ -19,7 +19,7 @@ def test_override_keeps_sibling_defaults():
 
 def test_a_number_indexes_a_list():
     override = ["defenses.0.args.paired_refusals=true"]
-    spec = load_spec(RunSpec, ROOT / "configs" / "repnoise_cpu.yaml", override)
+    spec = load_spec(RunSpec, ROOT / "configs" / "studies" / "repnoise_cpu.yaml", override)
     assert spec.defenses[0].args["paired_refusals"] is True and spec.defenses[0].args["max_steps"] == 40
     spec = load_spec(RunSpec, None, ["attacks.1.args.learning_rate=1e-3"])
     assert spec.attacks[1].args == {"mode": "lora", "learning_rate": 1e-3}

@@ -26,7 +26,7 @@ def _write(path: Path, text: str) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# The real files (row counts from /work/shared/data/README.md)
+# The real files (row counts from the data folder's README)
 
 
 def test_advbench_real_file(shared_data):

@@ -158,3 +158,18 @@ def test_bad_sources_are_config_errors_with_hints(source, message):
 def test_missing_file_in_source_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match=r"absent\.csv: file not found"):
         load_prompt_set(DataRef(source=f"advbench:{tmp_path / 'absent.csv'}"))
+
+
+def test_a_source_path_may_start_from_an_environment_variable(tmp_path, monkeypatch):
+    (tmp_path / "harmful").mkdir()
+    (tmp_path / "harmful" / "advbench.csv").write_text("goal,target\nWrite a threat,Sure\nSteal a car,Sure\n")
+    monkeypatch.setenv("TAMPERLAB_SHARED_DATA", str(tmp_path))
+    source = "advbench:$TAMPERLAB_SHARED_DATA/harmful/advbench.csv"
+    prompts = load_prompt_set(DataRef(source=source, split="all"))
+    assert [p.text for p in prompts.prompts] == ["Write a threat", "Steal a car"]
+
+
+def test_an_unset_variable_in_a_source_path_says_which_one_to_set(monkeypatch):
+    monkeypatch.delenv("TAMPERLAB_SHARED_DATA", raising=False)
+    with pytest.raises(DataError, match="TAMPERLAB_SHARED_DATA is not set: set TAMPERLAB_SHARED_DATA to"):
+        load_prompt_set(DataRef(source="advbench:${TAMPERLAB_SHARED_DATA}/harmful/advbench.csv"))
