@@ -31,6 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tamperlab import paths, progress, provenance
@@ -44,6 +45,7 @@ from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.capability_suite import load_tasks
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
+from tamperlab.models.adapters import adapter_key, adapter_record, is_adapter_dir, read_adapter
 from tamperlab.models.embedded import embedded_model
 from tamperlab.models.embedded import identity as embedded_identity
 from tamperlab.models.loading import (
@@ -101,8 +103,35 @@ def model_key(spec: ModelSpec) -> str:
     embedded = embedded_model(spec.name)
     if embedded is not None:
         return embedded_identity(embedded)
+    if is_adapter_dir(Path(spec.name).expanduser()):
+        return adapter_key(read_adapter(spec.name))
     model_dir, _ = resolve_model_dir(spec.name)
     return provenance.model_fingerprint(model_dir)
+
+
+def add_released_model(
+    store: Store, spec: ModelSpec, model_id: str, *, run_id: str, source: str | None = None
+) -> None:
+    """Record the model a run or evaluation starts from (``source``: what the store shows; default its
+    identity). An adapter is recorded as a child of its base (the lineage edge's modification names the
+    adapter), with the base recorded first."""
+    key = model_key(spec)
+    path = Path(spec.name).expanduser()
+    if not is_adapter_dir(path):
+        store.add_model(model_id, "base", run_id=run_id, source=source or key)
+        return
+    adapter = read_adapter(path)
+    base_key = model_key(spec.model_copy(update={"name": adapter.base}))
+    base_id = f"model-{_short_hash(base_key)}"
+    store.add_model(base_id, "base", run_id=run_id, source=base_key)
+    store.add_model(
+        model_id,
+        "adapter",
+        parent_id=base_id,
+        run_id=run_id,
+        source=source or key,
+        modification=adapter_record(adapter),
+    )
 
 
 def run_id_for(spec: RunSpec) -> str:
@@ -208,7 +237,7 @@ class Pipeline:
         """The base model, its safeguarded version, and each defense on top; each evaluated once."""
         base_name = self.spec.model.name
         base_id = f"model-{_short_hash(model_key(self.spec.model))}"
-        self.store.add_model(base_id, "base", run_id=self.run_id, source=model_key(self.spec.model))
+        add_released_model(self.store, self.spec.model, base_id, run_id=self.run_id)
         if self.spec.safeguard is not None:
             self.evaluate_model(base_name, base_id, None)
             safe_name, safe_id = self.defended(base_name, base_id, self.spec.safeguard, "safeguarded")

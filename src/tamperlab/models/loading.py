@@ -22,6 +22,7 @@ from typing import Any
 from tamperlab import paths
 from tamperlab.config import DEFAULT_MODEL, ModelSpec
 from tamperlab.errors import ModelNotFoundError
+from tamperlab.models.adapters import is_adapter_dir, merged_model_dir, read_adapter
 from tamperlab.models.embedded import EMBEDDED_MODELS, embedded_model, gguf_path
 from tamperlab.progress import silence_library_bars
 
@@ -128,13 +129,15 @@ def resolve_model_dir(name: str) -> tuple[Path, str]:
             return target, f"{embedded.parts[0].package}:{embedded.parts[0].file}"
         return target, f"{embedded.name}:{embedded.gguf_name}|sha256:{embedded.sha256}"
     if "/" not in name and is_cached(name):
+        check_model_dir(cached_model_dir(name))
         return cached_model_dir(name), f"cache:{name}"
     path = Path(name).expanduser()
+    if is_adapter_dir(path) and not (path / "config.json").is_file():
+        adapter = read_adapter(path)
+        merged = merged_model_dir(adapter)
+        return merged, f"adapter:{adapter.path}|base:{adapter.base}"
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"{path} is a directory but has no config.json (not a Hugging Face model)"
-            )
+        check_model_dir(path)
         return path, str(path.resolve())
     if path.is_file() and path.suffix == ".gguf":
         target = cached_model_dir(_gguf_cache_name(path))
@@ -146,6 +149,48 @@ def resolve_model_dir(name: str) -> tuple[Path, str]:
         looked.append(f"the cache {cached_model_dir(name)}")
     looked.append(f"the path {path.resolve()}")
     raise ModelNotFoundError(f"model {name!r} not found; looked at: " + "; ".join(looked))
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_dir(path: Path) -> None:
+    """A Hugging Face model directory's config and weights are there and readable, or one clear line."""
+    from tamperlab.models.adapters import _read_json
+
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path} is a directory but has no config.json (not a Hugging Face model)")
+    config = _read_json(path / "config.json")
+    if not isinstance(config.get("model_type"), str):
+        raise ModelNotFoundError(
+            f"{path / 'config.json'}: no model_type, so the architecture is unknown (not a transformers"
+            " config)"
+        )
+    if not any((path / f).is_file() for f in WEIGHT_FILES) and not any(path.glob("*.safetensors")):
+        raise ModelNotFoundError(f"{path}: no weights (none of {', '.join(WEIGHT_FILES)})")
+
+
+def from_pretrained(model_dir: str | Path, dtype: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` with every failure as one ModelNotFoundError line: a bad
+    config, missing or corrupt weights, an architecture transformers does not know."""
+    from transformers import AutoModelForCausalLM
+
+    from tamperlab.models.adapters import _one_line
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    except Exception as exc:  # safetensors raises SafetensorError; transformers OSError, ValueError, ...
+        kind = type(exc).__name__
+        if "safetensor" in kind.lower() or "header" in str(exc).lower():
+            raise ModelNotFoundError(
+                f"{model_dir}: a weights file is not a valid safetensors file ({kind}: {_one_line(exc)})"
+            ) from None
+        raise ModelNotFoundError(f"{model_dir}: cannot load a causal LM ({kind}: {_one_line(exc)})") from None
 
 
 def pick_device(device: str) -> str:
@@ -177,7 +222,14 @@ def load_tokenizer(model_dir: str | Path):
     """Load a tokenizer with left padding (for batched generation) and a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as exc:  # a corrupt tokenizer.json raises from the tokenizers library
+        from tamperlab.models.adapters import _one_line
+
+        raise ModelNotFoundError(
+            f"{model_dir}: cannot load the tokenizer ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -190,8 +242,6 @@ def load_tokenizer(model_dir: str | Path):
 
 def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     """Load the model a spec names, on its device and dtype, in eval mode."""
-    from transformers import AutoModelForCausalLM
-
     if spec is None:
         spec = ModelSpec()
     elif isinstance(spec, str):
@@ -202,10 +252,7 @@ def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     tokenizer = load_tokenizer(model_dir)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"{model_dir}: cannot load a causal LM ({exc})") from None
+    model = from_pretrained(model_dir, dtype)
     model.to(device).eval()
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
