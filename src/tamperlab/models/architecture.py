@@ -35,11 +35,15 @@ def is_linear(module: Any) -> bool:
 
     if isinstance(module, torch.nn.Linear):
         return True
+    base = getattr(module, "base_layer", None)  # a PEFT LoRA layer wrapping a linear one
+    if base is not None and base is not module:
+        return is_linear(base)
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "weight")
 
 
 def out_features(module: Any) -> int:
     """Output width of a linear-like module."""
+    module = getattr(module, "base_layer", module)
     if type(module).__name__ == "Conv1D":
         return int(module.nf)
     return int(module.out_features)
@@ -47,7 +51,7 @@ def out_features(module: Any) -> int:
 
 def is_transposed(module: Any) -> bool:
     """True when the weight is ``[in, out]`` (``Conv1D``: ``y = x W + b``) rather than ``[out, in]``."""
-    return type(module).__name__ == "Conv1D"
+    return type(getattr(module, "base_layer", module)).__name__ == "Conv1D"
 
 
 def _num_layers(model: Any) -> int | None:
