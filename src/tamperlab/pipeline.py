@@ -140,10 +140,9 @@ def run_id_for(spec: RunSpec) -> str:
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
     defenses = ([spec.safeguard] if spec.safeguard else []) + spec.defenses
     components = [
-        [ref.name, _validated_args(ref, fingerprint=True)]
-        + _recipe_version(build_defense(ref.name, ref.args))
+        [ref.name, _fingerprint_args(ref)] + _recipe_version(build_defense(ref.name, ref.args))
         for ref in defenses
-    ] + [[ref.name, _validated_args(ref, "attack", fingerprint=True)] for ref in spec.attacks]
+    ] + [[ref.name, _fingerprint_args(ref, "attack")] for ref in spec.attacks]
     data = data_fingerprints([spec.eval.model_dump(mode="json"), components])
     data += capability_fingerprints(load_tasks(spec.eval))
     return spec_id(keyed, prefix="run-", extra={"components": components, "data": data})
@@ -175,7 +174,7 @@ class Pipeline:
         """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
         defense = build_defense(ref.name, ref.args)
         args = {"name": ref.name, "args": _validated_args(ref)}
-        keyed = {"name": ref.name, "args": _validated_args(ref, fingerprint=True)}
+        keyed = {"name": ref.name, "args": _fingerprint_args(ref)}
         recipe = [data_fingerprints(args)] + _recipe_version(defense)
         key = _short_hash([model_key(self._model_spec(parent_name)), keyed, recipe])
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
@@ -622,18 +621,24 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
     return incomplete
 
 
-def _validated_args(ref: ComponentRef, kind: str = "defense", *, fingerprint: bool = False) -> dict[str, Any]:
-    """A component's args with defaults filled in, as stored (so the store can rebuild it exactly);
-    ``fingerprint``: as run ids and cache keys hash them (see ``Registry.fingerprint_args``)."""
+def _registry(kind: str) -> Any:
     if kind == "attack":
         import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
         from tamperlab.attacks.base import ATTACKS as registry
     else:
         import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
         from tamperlab.defenses.base import DEFENSES as registry
-    if fingerprint:
-        return registry.fingerprint_args(ref.name, ref.args)
-    return registry.validate_args(ref.name, ref.args)
+    return registry
+
+
+def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
+    """A component's args with defaults filled in, as stored (so the store can rebuild it exactly)."""
+    return _registry(kind).validate_args(ref.name, ref.args)
+
+
+def _fingerprint_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
+    """A component's validated args as run ids and cache keys hash them (``Registry.fingerprint_args``)."""
+    return _registry(kind).fingerprint_args(ref.name, _validated_args(ref, kind))
 
 
 def _recipe_version(defense: Any) -> list[str]:

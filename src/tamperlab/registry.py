@@ -93,12 +93,13 @@ class Registry(Generic[T]):
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{self.kind} {name!r}: args.{where}: {first['msg']}") from None
 
-    def fingerprint_args(self, name: str, args: dict[str, Any] | None) -> dict[str, Any]:
-        """The validated args as run ids hash them: a field left at None whose declaration carries
-        ``json_schema_extra={"fingerprint_default": VALUE}`` hashes as ``VALUE``. Such a field once had that
-        fixed default and now means "inspect the model" (e.g. ``lora_targets``), which gives ``VALUE`` on
-        the models the old default was for, so existing specs keep their run ids."""
-        valid = self.validate_args(name, args)
+    def fingerprint_args(self, name: str, valid: dict[str, Any]) -> dict[str, Any]:
+        """Validated args (from :meth:`validate_args`) as run ids hash them: a field left at None whose
+        declaration carries ``json_schema_extra={"fingerprint_default": VALUE}`` hashes as ``VALUE``. Such a
+        field once had that fixed default and now means "inspect the model" (e.g. ``lora_targets``), which
+        gives ``VALUE`` on the models the old default was for, so existing specs keep their run ids."""
+        self.check_name(name)
+        valid = dict(valid)
         _, model = self._factories[name]
         if model is None:
             return valid
