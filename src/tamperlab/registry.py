@@ -93,6 +93,22 @@ class Registry(Generic[T]):
             where = ".".join(str(p) for p in first["loc"])
             raise ConfigError(f"{self.kind} {name!r}: args.{where}: {first['msg']}") from None
 
+    def fingerprint_args(self, name: str, valid: dict[str, Any]) -> dict[str, Any]:
+        """Validated args (from :meth:`validate_args`) as run ids hash them: a field left at None whose
+        declaration carries ``json_schema_extra={"fingerprint_default": VALUE}`` hashes as ``VALUE``. Such a
+        field once had that fixed default and now means "inspect the model" (e.g. ``lora_targets``), which
+        gives ``VALUE`` on the models the old default was for, so existing specs keep their run ids."""
+        self.check_name(name)
+        valid = dict(valid)
+        _, model = self._factories[name]
+        if model is None:
+            return valid
+        for field_name, info in model.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            if valid.get(field_name) is None and "fingerprint_default" in extra:
+                valid[field_name] = extra["fingerprint_default"]
+        return valid
+
     def build(self, name: str, args: dict[str, Any] | None = None, **context: Any) -> T:
         """Build the component; ``context`` passes run-time objects (model, tokenizer, ...) to the factory."""
         self.check_name(name)

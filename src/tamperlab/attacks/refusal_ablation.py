@@ -15,10 +15,15 @@ Language Models Is Mediated by a Single Direction"), no gradient step at all.
    harmless validation prompts by more than ``kl_bound`` (mean KL(P_unmodified || P_ablated) at the last
    prompt position). The first that passes is chosen. (Their third filter, that adding the direction to
    harmless prompts induces refusal, is not applied.)
-3. **The edit.** The input embedding, every attention output projection (``o_proj``) and every MLP output
-   projection (``down_proj``) are orthogonalised against the chosen direction ``r``: ``W ← W − r rᵀ W`` for
-   the projections (their biases too), ``E ← E − E r rᵀ`` for the embedding. Nothing can write along ``r`` any
-   more, so the residual stream has no component along it. With tied embeddings (the default SmolLM2) the
+3. **The edit.** The input embedding (and a learned position embedding, GPT-2's), every attention output
+   projection and every MLP output projection (found by inspecting the model: ``o_proj`` and ``down_proj``
+   in Llama-family models, ``c_proj`` in GPT-2, ``dense`` / ``dense_4h_to_h`` in GPT-NeoX; see
+   :func:`tamperlab.models.architecture.residual_writers`) are orthogonalised against the chosen direction
+   ``r``: ``W ← W − r rᵀ W`` for the projections (``W ← W − W r rᵀ`` for GPT-2's transposed ``Conv1D``; their
+   biases too), ``E ← E − E r rᵀ`` for the embedding. Nothing can write along ``r`` any more, so the residual
+   stream has no component along it (in post-norm blocks, Gemma2/3 and OLMo2, a norm with an elementwise
+   scale follows the projections and can put a little of ``r`` back; the candidate ablation of step 2 is the
+   same edit there too). With tied embeddings (the default SmolLM2) the
    output head is the same matrix and is edited with it, which equals ablating ``r`` from the final hidden
    state before the head; the candidate ablation of step 2 does the same, so selection sees exactly the edited
    model.
@@ -65,7 +70,8 @@ REFUSAL_OPENERS: tuple[str, ...] = (
 """How refusals open; the refusal score uses their distinct first tokens."""
 
 WRITERS: tuple[str, ...] = ("o_proj", "down_proj")
-"""Modules writing into the residual stream in Llama-family models (Llama, Mistral, Qwen, Gemma, SmolLM)."""
+"""What inspection finds writing into the residual stream in Llama-family models (the default model's); the
+former fixed default of ``writers``, which run ids of specs that leave it unset still hash."""
 
 
 class RefusalAblationArgs(Spec):
@@ -108,11 +114,14 @@ class RefusalAblationArgs(Spec):
         min_length=1,
         description="Refusal openings; their first tokens define the refusal score.",
     )
-    writers: list[str] = Field(
-        default_factory=lambda: list(WRITERS),
+    writers: list[str] | None = Field(
+        default=None,
         min_length=1,
         description="Names of the modules writing into the residual stream (orthogonalised with the "
-        "embedding).",
+        "embedding); None = found by inspecting the model (each block's attention and MLP output "
+        "projections: o_proj and down_proj in Llama-family models, c_proj in GPT-2, dense and dense_4h_to_h "
+        "in GPT-NeoX).",
+        json_schema_extra={"fingerprint_default": list(WRITERS)},
     )
     batch_size: int = Field(default=16, ge=1, description="Prompts per forward pass.")
 
@@ -273,15 +282,28 @@ def mean_kl(base_logprobs: Any, logprobs: Any) -> float:
 # -- ablation and orthogonalisation --------------------------------------------------------------------------
 
 
-def writer_modules(model: Any, names: Sequence[str] = WRITERS) -> list[Any]:
-    """Modules whose output is added to the residual stream, by name (``...o_proj``, ``...down_proj``)."""
-    found = [m for n, m in model.named_modules() if n.rsplit(".", 1)[-1] in set(names)]
+def writer_modules(model: Any, names: Sequence[str] | None = None) -> list[Any]:
+    """Modules whose output is added to the residual stream: found by inspection
+    (:func:`tamperlab.models.architecture.residual_writers`), or the linear layers named ``names``."""
+    from tamperlab.models.architecture import named_writers, residual_writers
+
+    if names is None:
+        return [m for _, m in residual_writers(model)]
+    found = [m for _, m in named_writers(model, names)]
     if not found:
         raise ConfigError(
-            f"refusal-ablation: no modules named {', '.join(names)} in {type(model).__name__}; "
-            "pass writers= with the names of its attention and MLP output projections"
+            f"refusal-ablation: no linear layers named {', '.join(names)} in {type(model).__name__}; "
+            "pass writers= with the names of its attention and MLP output projections, or leave it unset"
         )
     return found
+
+
+def embedding_writers(model: Any) -> list[Any]:
+    """The token embedding and any learned position embedding (GPT-2's ``wpe``): they write the residual
+    stream's start."""
+    from tamperlab.models.architecture import position_embeddings
+
+    return [model.get_input_embeddings(), *position_embeddings(model)]
 
 
 def _tied_head(model: Any) -> Any | None:
@@ -298,7 +320,7 @@ def _remove(x: Any, r: Any) -> Any:
 
 
 @contextmanager
-def ablated(model: Any, direction: Any, writers: Sequence[str] = WRITERS) -> Iterator[None]:
+def ablated(model: Any, direction: Any, writers: Sequence[str] | None = None) -> Iterator[None]:
     """Directional ablation at inference: ``direction`` is removed from the embedding output and from every
     writer's output (and from the head's input when it is tied to the embedding), exactly what
     :func:`orthogonalize` does to the weights."""
@@ -311,7 +333,8 @@ def ablated(model: Any, direction: Any, writers: Sequence[str] = WRITERS) -> Ite
         return (_remove(inputs[0], direction), *inputs[1:])
 
     try:
-        hooks.append(model.get_input_embeddings().register_forward_hook(project_output))
+        for embedding in embedding_writers(model):
+            hooks.append(embedding.register_forward_hook(project_output))
         for module in writer_modules(model, writers):
             hooks.append(module.register_forward_hook(project_output))
         head = _tied_head(model)
@@ -323,7 +346,7 @@ def ablated(model: Any, direction: Any, writers: Sequence[str] = WRITERS) -> Ite
             hook.remove()
 
 
-def orthogonalize(model: Any, direction: Any, writers: Sequence[str] = WRITERS) -> int:
+def orthogonalize(model: Any, direction: Any, writers: Sequence[str] | None = None) -> int:
     """Orthogonalise the embedding and every writer's weight (and bias) against ``direction``, in place.
 
     Returns:
@@ -331,18 +354,22 @@ def orthogonalize(model: Any, direction: Any, writers: Sequence[str] = WRITERS) 
     """
     import torch
 
+    from tamperlab.models.architecture import is_transposed
+
     edited = 0
     with torch.no_grad():
-        embedding = (
-            model.get_input_embeddings().weight
-        )  # [vocab, d]: each token's vector loses its r component
-        r = direction.to(embedding.device).float()
-        embedding.copy_(_remove(embedding.float(), r).to(embedding.dtype))
-        edited += embedding.numel()
+        r = direction.to(model.get_input_embeddings().weight.device).float()
+        for module in embedding_writers(model):
+            embedding = module.weight  # [vocab, d]: each token's (or position's) vector loses its r component
+            embedding.copy_(_remove(embedding.float(), r).to(embedding.dtype))
+            edited += embedding.numel()
         for module in writer_modules(model, writers):
-            w = module.weight  # [d, d_in]: out = W x, so the output's r component is rᵀ W x
+            w = module.weight
             wf = w.float()
-            w.copy_((wf - torch.outer(r, r @ wf)).to(w.dtype))
+            if is_transposed(module):  # Conv1D: [d_in, d], out = x W, so the output's r component is x W r
+                w.copy_((wf - torch.outer(wf @ r, r)).to(w.dtype))
+            else:  # [d, d_in]: out = W x, so the output's r component is rᵀ W x
+                w.copy_((wf - torch.outer(r, r @ wf)).to(w.dtype))
             edited += w.numel()
             if getattr(module, "bias", None) is not None:
                 module.bias.copy_(_remove(module.bias.float(), r).to(module.bias.dtype))

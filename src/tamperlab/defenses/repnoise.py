@@ -48,6 +48,7 @@ from pydantic import Field
 
 from tamperlab.config import DataRef
 from tamperlab.defenses.base import DEFENSES, DefenseOutcome
+from tamperlab.models.architecture import final_norm, mlp_modules
 from tamperlab.train.examples import IGNORE_INDEX
 from tamperlab.train.loop import LossOutput, TrainSpec, causal_lm_loss, train
 
@@ -150,21 +151,6 @@ class RepNoiseArgs(TrainSpec):
     mmd_kernel_num: int = Field(default=5, ge=1, description="Heuristic bandwidths: how many.")
 
 
-def _decoder(model: Any) -> Any:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder = base.get_decoder() if hasattr(base, "get_decoder") else getattr(base, "model", None)
-    if decoder is None or not hasattr(decoder, "layers"):
-        raise ValueError("repnoise needs a decoder-only model with .layers (a Llama-style causal LM)")
-    return decoder
-
-
-def _final_norm(decoder: Any) -> Any:
-    for name in ("norm", "final_layernorm", "ln_f"):
-        if hasattr(decoder, name):
-            return getattr(decoder, name)
-    raise ValueError("repnoise: cannot find the model's final norm (looked for norm, final_layernorm, ln_f)")
-
-
 class RepNoiseLoss:
     """The RepNoise loss on ``{"harmful": batch, "harmless": batch}``; a ``loss_fn`` for :func:`train`.
 
@@ -177,6 +163,8 @@ class RepNoiseLoss:
         self.args = args
         self._flops_per_token: int | None = None
         self._head_flops_per_token: int | None = None
+        self._mlps: list[Any] | None = None  # each decoder layer's MLP block, found by inspection
+        self._norm: Any = None  # the final norm, found by inspection
 
     def _setup(self, model: Any) -> None:
         from tamperlab.train.flops import (
@@ -201,12 +189,11 @@ class RepNoiseLoss:
         from torch.utils.checkpoint import checkpoint
 
         harmful, harmless = batch["harmful"], batch["harmless"]
-        decoder = _decoder(model)
+        if self._mlps is None:
+            self._mlps = mlp_modules(model) if self.args.noise_site == "mlp" else []
+            self._norm = final_norm(model)
         captured: list[Any] = []
-        handles = []
-        if self.args.noise_site == "mlp":
-            for layer in decoder.layers:
-                handles.append(layer.mlp.register_forward_hook(lambda _m, _i, out: captured.append(out)))
+        handles = [m.register_forward_hook(lambda _m, _i, out: captured.append(out)) for m in self._mlps]
         try:
             out = model(
                 input_ids=harmful["input_ids"],
@@ -239,7 +226,7 @@ class RepNoiseLoss:
         shifted = F.pad(harmful["labels"], (0, 1), value=IGNORE_INDEX)[:, 1:]
         where = shifted != IGNORE_INDEX
         targets = shifted[where]
-        norm, head = _final_norm(decoder), model.get_output_embeddings()
+        norm, head = self._norm, model.get_output_embeddings()
 
         count = max(1, int(targets.numel()))  # a batch whose answers were all cut off contributes 0, not NaN
 

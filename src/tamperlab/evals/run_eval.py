@@ -66,13 +66,15 @@ def run_eval(spec: EvalRunSpec, store: Store, *, force: bool = False) -> EvalOut
         data_sets=[s.describe() for s in sets.values()] + [t.describe() for t in tasks],
         judges=[{"name": j.name, "version": j.version} for j in judges],
     )
+    from tamperlab.pipeline import add_released_model
+
     store.start_run(run_id, "eval", spec.model_dump(mode="json"), prov)
     with store.beating(run_id):  # a killed evaluation reads as interrupted, not running
         try:
             loaded = load_model(spec.model)
             reference = load_model(spec.eval.reference_model).model if spec.eval.reference_model else None
             model_id = f"model-{run_id.removeprefix('eval-')}"
-            store.add_model(model_id, "base", run_id=run_id, source=loaded.source)
+            add_released_model(store, spec.model, model_id, run_id=run_id, source=loaded.source)
             result = evaluate(
                 loaded.model,
                 loaded.tokenizer,

