@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tamperlab.models.chat import format_prompt
+from tamperlab.models.kv_cache import cache_arg, cache_of
 
 
 def generate(
@@ -125,7 +126,7 @@ def _greedy(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     if prefix is not None and prefix.shape[1] > 0:
-        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache = cache_of(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
         cache.batch_repeat_interleave(rows)
         positions = positions + prefix.shape[1]
         mask = torch.cat([mask.new_ones((rows, prefix.shape[1])), mask], dim=1)
@@ -133,11 +134,11 @@ def _greedy(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **cache_arg(model, cache),
         use_cache=True,
         logits_to_keep=1,
     )
-    cache, nxt_position = out.past_key_values, positions[:, -1:] + 1
+    cache, nxt_position = cache_of(out), positions[:, -1:] + 1
     for step in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)
         ended = torch.isin(nxt, stop)
@@ -158,7 +159,7 @@ def _greedy(
             input_ids=nxt[:, None],
             attention_mask=mask,
             position_ids=nxt_position,
-            past_key_values=cache,
+            **cache_arg(model, cache),
             use_cache=True,
         )
         nxt_position = nxt_position + 1

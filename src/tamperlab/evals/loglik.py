@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tamperlab.errors import DataError
+from tamperlab.models.kv_cache import cache_arg, cache_of
 
 DEFAULT_MAX_LENGTH = 2048
 """lm-eval's fallback context length when neither the model config nor the tokenizer states one."""
@@ -183,18 +184,12 @@ class _Runner:
         cache (None unless ``use_cache``)."""
         import torch.nn.functional as F
 
-        kwargs = {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "position_ids": positions,
-            "past_key_values": cache,
-            "use_cache": use_cache,
-        }
+        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, "use_cache": use_cache}
         if self.decoder is not None:
-            out = self.decoder(**kwargs)
+            out = self.decoder(**kwargs, **cache_arg(self.decoder, cache))
             selected = self.head(out.last_hidden_state[rows, cols])
         else:
-            out = self.model(**kwargs)
+            out = self.model(**kwargs, **cache_arg(self.model, cache))
             selected = out.logits[rows, cols]
         logprobs = [
             F.log_softmax(selected[i : i + _LOGPROB_CHUNK].float(), dim=-1)
@@ -202,14 +197,14 @@ class _Runner:
         ]
         import torch
 
-        cache = out.past_key_values if use_cache else None
+        cache = cache_of(out) if use_cache else None
         return (torch.cat(logprobs) if logprobs else selected.float()), cache
 
     def prefix_cache(self, ids: Any) -> Any:
         """The KV cache of one row of leading tokens (no unembedding where it can be avoided)."""
         if self.decoder is not None:
-            return self.decoder(input_ids=ids, use_cache=True).past_key_values
-        return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            return cache_of(self.decoder(input_ids=ids, use_cache=True))
+        return cache_of(self.model(input_ids=ids, use_cache=True, logits_to_keep=1))
 
 
 @dataclass
@@ -551,7 +546,7 @@ def _greedy_until(
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = None
     if prefix.shape[1] > 0:
-        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        cache = cache_of(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
         cache.batch_repeat_interleave(rows)
         positions = positions + prefix.shape[1]
         mask = torch.cat([mask.new_ones((rows, prefix.shape[1])), mask], dim=1)
@@ -559,11 +554,11 @@ def _greedy_until(
         input_ids=ids,
         attention_mask=mask,
         position_ids=positions,
-        past_key_values=cache,
+        **cache_arg(model, cache),
         use_cache=True,
         logits_to_keep=1,
     )
-    cache, nxt_position = out.past_key_values, positions[:, -1:] + 1
+    cache, nxt_position = cache_of(out), positions[:, -1:] + 1
     for step in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)
         ended = torch.isin(nxt, stop_ids).tolist()
@@ -587,7 +582,7 @@ def _greedy_until(
             input_ids=nxt[:, None],
             attention_mask=mask,
             position_ids=nxt_position,
-            past_key_values=cache,
+            **cache_arg(model, cache),
             use_cache=True,
         )
         nxt_position = nxt_position + 1

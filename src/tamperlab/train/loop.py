@@ -27,6 +27,7 @@ from pydantic import Field
 
 from tamperlab.config import Spec
 from tamperlab.errors import ConfigError, DivergedError
+from tamperlab.models.kv_cache import cache_arg, cache_of
 from tamperlab.train.examples import IGNORE_INDEX, ChatExample, batch_stream, collate, tokenize_chat
 from tamperlab.train.flops import (
     adapter_parameter_count,
@@ -262,9 +263,9 @@ def label_logits(model: Any, batch: Mapping[str, Any]) -> tuple[Any, Any]:
         shared = 0 if getattr(decoder, "gradient_checkpointing", False) else _unlabelled_shared_prefix(batch)
         if shared:
             ids = batch["input_ids"]
-            cache = decoder(input_ids=ids[:1, :shared], use_cache=True).past_key_values
+            cache = cache_of(decoder(input_ids=ids[:1, :shared], use_cache=True))
             cache.batch_repeat_interleave(ids.shape[0])
-            inputs |= {"input_ids": ids[:, shared:], "past_key_values": cache, "use_cache": True}
+            inputs |= {"input_ids": ids[:, shared:], **cache_arg(decoder, cache), "use_cache": True}
             labels = labels[:, shared:]
         hidden = decoder(**inputs).last_hidden_state
         keep = (labels != IGNORE_INDEX).to(hidden.device)
