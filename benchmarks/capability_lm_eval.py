@@ -56,23 +56,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tamperlab.data.capability import CAPABILITY_TASKS
+
 for _var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_var, "1")
 if "--progress" not in sys.argv:
     os.environ.setdefault("TQDM_DISABLE", "1")  # tqdm reads it when first imported
 
-TASKS = (
-    "mmlu",
-    "arc_easy",
-    "arc_challenge",
-    "hellaswag",
-    "piqa",
-    "winogrande",
-    "boolq",
-    "truthfulqa_mc1",
-    "truthfulqa_mc2",
-    "gsm8k",
-)
+TASKS = CAPABILITY_TASKS
 DEFAULT_LIMITS = {"truthfulqa_mc1": 100, "truthfulqa_mc2": 100, "gsm8k": 20}
 DEFAULT_LIMIT = 200
 DEFAULT_PER_SUBJECT = 5

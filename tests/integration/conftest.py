@@ -1,10 +1,18 @@
-"""Shared integration fixtures: a headless Chromium driven by Selenium for the report and scorecard tests."""
+"""Shared integration fixtures: a headless Chromium driven by Selenium for the report and scorecard tests.
+
+Also makes ``sweep_support.py`` (helpers shared by the sweep and CLI tests) importable as ``sweep_support``:
+tests/ is not a package."""
 
 from __future__ import annotations
 
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
+
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 INSTALL = "apt-get install -y chromium chromium-driver"
 

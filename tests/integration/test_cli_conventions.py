@@ -3,7 +3,6 @@ no other library's warnings, and output that a pipe or a log keeps whole."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -83,12 +82,9 @@ def test_ls_rejects_an_unknown_listing():
 
 def test_install_hints_print_as_written(tiny_model_dir, tmp_path, monkeypatch):
     """Rich markup would read [ray] as a style tag and print 'pip install "tamperlab"'."""
-    spec = importlib.util.spec_from_file_location(
-        "sweep_support", Path(__file__).with_name("sweep_support.py")
-    )
-    support = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(support)
-    grid = support.write_grid(tmp_path / "grid.yaml", tiny_model_dir)
+    import sweep_support
+
+    grid = sweep_support.write_grid(tmp_path / "grid.yaml", tiny_model_dir)
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     result = runner.invoke(
         app, ["sweep", str(grid), "--store", str(tmp_path / "s.sqlite"), "--executor", "ray"]

@@ -67,18 +67,9 @@ def test_duplicate_or_missing_judge_is_rejected_at_load_time(args, tiny_model_di
 
 
 def _support():
-    import importlib.util
-    import sys
+    import sweep_support
 
-    if "sweep_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sweep_support", Path(__file__).with_name("sweep_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sweep_support"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["sweep_support"]
+    return sweep_support
 
 
 def test_store_factory_keeps_a_url_a_url_and_never_prints_its_password(tmp_path, monkeypatch):

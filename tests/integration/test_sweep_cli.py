@@ -4,36 +4,19 @@ the checkpoint disk cap."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import re
 import sqlite3
-import sys
 from pathlib import Path
 
 import pytest
 import typer
 import yaml
+from sweep_support import free_port, write_grid
 from typer.testing import CliRunner
 
 from tamperlab.cli import cli_errors
 from tamperlab.store import Store
 from tamperlab.sweep.command import sweep_command
-
-
-def _load_support() -> None:
-    """Make sweep_support.py (beside this file) importable: tests/ is not a package."""
-    if "sweep_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sweep_support", Path(__file__).with_name("sweep_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sweep_support"] = module
-        spec.loader.exec_module(module)
-
-
-_load_support()
-from sweep_support import free_port, write_grid  # noqa: E402
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 app.command()(cli_errors(sweep_command))  # exactly how tamperlab.cli registers it

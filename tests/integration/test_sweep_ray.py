@@ -5,30 +5,10 @@ Marked ``ray`` (not in the default run: a local Ray takes ~15 s to start): ``pyt
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
-from pathlib import Path
 
 import pytest
-
-from tamperlab.store import Store
-
-
-def _load_support() -> None:
-    """Make sweep_support.py (beside this file) importable: tests/ is not a package."""
-    if "sweep_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sweep_support", Path(__file__).with_name("sweep_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sweep_support"] = module
-        spec.loader.exec_module(module)
-
-
-_load_support()
-from sweep_support import (  # noqa: E402
+from sweep_support import (
     assert_same_results,
     assert_trained,
     finish,
@@ -36,6 +16,8 @@ from sweep_support import (  # noqa: E402
     start_sweep,
     write_grid,
 )
+
+from tamperlab.store import Store
 
 pytestmark = pytest.mark.ray
 RAY = ("--executor", "ray", "--workers", "2", "--num-cpus", "1")

@@ -6,7 +6,6 @@ and skip, saying why, only where it cannot start.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
 import sqlite3
 import subprocess
@@ -16,26 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sweep_support import milestone, new_database, postgres_or_skip
 
 from tamperlab.errors import StoreError
 from tamperlab.sweep.records import export_run, import_run
 from tamperlab.sweep.state import Claims, check_store, open_store
-
-
-def _load_support() -> None:
-    """Make sweep_support.py (beside this file) importable: tests/ is not a package."""
-    if "sweep_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            "sweep_support", Path(__file__).with_name("sweep_support.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["sweep_support"] = module
-        spec.loader.exec_module(module)
-
-
-_load_support()
-from sweep_support import milestone, new_database, postgres_or_skip  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -46,23 +46,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from tamperlab.config import CapabilityTaskName
 from tamperlab.errors import DataError
 from tamperlab.paths import expand_data_path
 
-CAPABILITY_TASKS: tuple[str, ...] = (
-    "mmlu",
-    "arc_easy",
-    "arc_challenge",
-    "hellaswag",
-    "piqa",
-    "winogrande",
-    "boolq",
-    "truthfulqa_mc1",
-    "truthfulqa_mc2",
-    "gsm8k",
-)
+CAPABILITY_TASKS: tuple[str, ...] = get_args(CapabilityTaskName)
 """Task names, as lm-eval names them."""
 
 FORMATS: tuple[str, ...] = (

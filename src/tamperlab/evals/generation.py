@@ -73,7 +73,7 @@ def generate(
                 mask[row, width - len(seq) :] = 1
             prefix = torch.tensor([encoded[chunk[0]][:shared]], dtype=torch.long)
             with torch.inference_mode():
-                new_tokens = _greedy(
+                new_tokens = greedy_tokens(
                     model, ids.to(device), mask.to(device), max_new_tokens, eos, prefix=prefix.to(device)
                 )
             for row, i in enumerate(chunk):
@@ -106,16 +106,23 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _greedy(
-    model: Any, ids: Any, mask: Any, max_new_tokens: int, eos: list[int], prefix: Any = None
+def greedy_tokens(
+    model: Any,
+    ids: Any,
+    mask: Any,
+    max_new_tokens: int,
+    eos: list[int],
+    prefix: Any = None,
+    done: Callable[[list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """Greedy continuations of ``prefix`` (``(1, P)`` tokens every row starts with, or None) followed by each
     row's left-padded ``ids`` (rows of ``mask``), each cut before its first ``eos``.
 
     The prefix runs once and its KV cache is repeated for every row. Position ids count real tokens only
     (``P + mask.cumsum - 1``), as ``generate`` does, so a padded row gets the same positions as the prompt
-    alone. A row that emits an end-of-sequence token leaves the batch and the cache; the loop stops when none
-    is left or after ``max_new_tokens``.
+    alone. A row that emits an end-of-sequence token leaves the batch and the cache, and so does a row whose
+    tokens so far satisfy ``done`` (e.g. its text holds a stop string); the loop stops when none is left or
+    after ``max_new_tokens``.
     """
     import torch
 
@@ -141,14 +148,16 @@ def _greedy(
     cache, nxt_position = cache_of(out), positions[:, -1:] + 1
     for step in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)
-        ended = torch.isin(nxt, stop)
-        for row, (token, done) in enumerate(zip(nxt.tolist(), ended.tolist(), strict=True)):
-            if not done:
+        ended = torch.isin(nxt, stop).tolist()
+        for row, token in enumerate(nxt.tolist()):
+            if not ended[row]:
                 tokens[live[row]].append(token)
+                ended[row] = done is not None and done(tokens[live[row]])
         if step == max_new_tokens - 1:
             break
-        if ended.any():
-            keep = (~ended).nonzero().squeeze(1)
+        if any(ended):
+            live_rows = [r for r, end in enumerate(ended) if not end]
+            keep = torch.tensor(live_rows, dtype=torch.long, device=nxt.device)
             if keep.numel() == 0:
                 break
             cache.batch_select_indices(keep)

@@ -536,54 +536,11 @@ def _greedy_until(
 ) -> list[list[int]]:
     """Greedy tokens after ``prefix`` + each left-padded row of ``ids``, each cut before its first EOS; a row
     also leaves the batch once its decoded text holds a stop string (the text is cut there later, so the
-    tokens after it would not change it). Positions count real tokens only, as ``generate`` does."""
-    import torch
+    tokens after it would not change it)."""
+    from tamperlab.evals.generation import greedy_tokens
 
-    rows = ids.shape[0]
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    live = list(range(rows))
-    stop_ids = torch.tensor(eos or [-1], device=ids.device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = None
-    if prefix.shape[1] > 0:
-        cache = cache_of(model(input_ids=prefix, use_cache=True, logits_to_keep=1))
-        cache.batch_repeat_interleave(rows)
-        positions = positions + prefix.shape[1]
-        mask = torch.cat([mask.new_ones((rows, prefix.shape[1])), mask], dim=1)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=positions,
-        **cache_arg(model, cache),
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    cache, nxt_position = cache_of(out), positions[:, -1:] + 1
-    for step in range(max_new_tokens):
-        nxt = out.logits[:, -1].argmax(-1)
-        ended = torch.isin(nxt, stop_ids).tolist()
-        for row, (token, done) in enumerate(zip(nxt.tolist(), ended, strict=True)):
-            if not done:
-                tokens[live[row]].append(token)
-                text = tokenizer.decode(tokens[live[row]], skip_special_tokens=True)
-                ended[row] = any(s in text for s in stops)
-        if step == max_new_tokens - 1:
-            break
-        if any(ended):
-            keep = torch.tensor([r for r, done in enumerate(ended) if not done], dtype=torch.long)
-            if keep.numel() == 0:
-                break
-            keep = keep.to(nxt.device)
-            cache.batch_select_indices(keep)
-            live = [live[k] for k in keep.tolist()]
-            nxt, mask, nxt_position = nxt[keep], mask[keep], nxt_position[keep]
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-        out = model(
-            input_ids=nxt[:, None],
-            attention_mask=mask,
-            position_ids=nxt_position,
-            **cache_arg(model, cache),
-            use_cache=True,
-        )
-        nxt_position = nxt_position + 1
-    return tokens
+    def holds_stop(tokens: list[int]) -> bool:
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in stops)
+
+    return greedy_tokens(model, ids, mask, max_new_tokens, eos, prefix, done=holds_stop)

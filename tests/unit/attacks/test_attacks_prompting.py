@@ -28,7 +28,7 @@ def spy_generate(model, monkeypatch):
     from tamperlab.evals import generation
 
     calls = []
-    real = generation._greedy
+    real = generation.greedy_tokens
 
     def recording(m, ids, *args, prefix=None, **kwargs):
         if m is model:
@@ -36,7 +36,7 @@ def spy_generate(model, monkeypatch):
             calls.append(torch.cat([shared, ids], dim=1))
         return real(m, ids, *args, prefix=prefix, **kwargs)
 
-    monkeypatch.setattr(generation, "_greedy", recording)
+    monkeypatch.setattr(generation, "greedy_tokens", recording)
     return calls
 
 

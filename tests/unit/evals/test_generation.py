@@ -61,7 +61,7 @@ def test_rows_that_end_early_leave_the_batch_and_the_rest_match_transformers_gen
     batch mid-way; every answer must still be the one transformers' generate gives for the prompt alone."""
     import torch
 
-    from tamperlab.evals.generation import _greedy
+    from tamperlab.evals.generation import greedy_tokens
     from tamperlab.models.chat import format_prompt
 
     m, tok = tiny_model.model, tiny_model.tokenizer
@@ -72,7 +72,7 @@ def test_rows_that_end_early_leave_the_batch_and_the_rest_match_transformers_gen
     raw = []
     for prompt in PROMPTS:
         ids = tok(format_prompt(tok, prompt), add_special_tokens=False, return_tensors="pt")["input_ids"]
-        raw.append(_greedy(m, ids, torch.ones_like(ids), 12, [tok.eos_token_id])[0])
+        raw.append(greedy_tokens(m, ids, torch.ones_like(ids), 12, [tok.eos_token_id])[0])
     mid = {t for r in raw for t in r[1:]} - {r[0] for r in raw}
     # an end token that some answers reach after their first token and others never do
     stop = next(t for t in sorted(mid) if 0 < sum(t in r for r in raw) < len(raw))
@@ -90,10 +90,10 @@ def test_batches_are_evened_out(tiny_model, monkeypatch):
     from tamperlab.evals import generation
 
     sizes = []
-    real = generation._greedy
+    real = generation.greedy_tokens
     monkeypatch.setattr(
         generation,
-        "_greedy",
+        "greedy_tokens",
         lambda model, ids, *a, **k: sizes.append(ids.shape[0]) or real(model, ids, *a, **k),
     )
     generate(tiny_model.model, tiny_model.tokenizer, PROMPTS, max_new_tokens=2, batch_size=5)
@@ -115,13 +115,13 @@ def test_the_shared_prefix_runs_once_per_batch(tiny_model, monkeypatch):
 
     m, tok = tiny_model.model, tiny_model.tokenizer
     seen = []
-    real = generation._greedy
+    real = generation.greedy_tokens
 
     def spy(model, ids, *a, prefix=None, **k):
         seen.append((prefix, ids))
         return real(model, ids, *a, prefix=prefix, **k)
 
-    monkeypatch.setattr(generation, "_greedy", spy)
+    monkeypatch.setattr(generation, "greedy_tokens", spy)
     generate(m, tok, PROMPTS, max_new_tokens=2, batch_size=len(PROMPTS))
     ((prefix, ids),) = seen
     encoded = [tok(format_prompt(tok, p), add_special_tokens=False)["input_ids"] for p in PROMPTS]
