@@ -664,19 +664,16 @@ COMPONENT_USE = {
 
 
 def component_registry(what: str):
-    """The registry ``tamperlab ls WHAT`` lists, with every built-in component registered."""
+    """The registry ``tamperlab ls WHAT`` lists (it loads its built-ins and plugins on first lookup)."""
     if what == "attacks":
-        import tamperlab.attacks.builtin  # noqa: F401
         from tamperlab.attacks import ATTACKS
 
         return ATTACKS
     if what == "defenses":
-        import tamperlab.defenses.builtin  # noqa: F401
         from tamperlab.defenses.base import DEFENSES
 
         return DEFENSES
     if what == "judges":
-        import tamperlab.evals.judges.builtin  # noqa: F401
         from tamperlab.evals.judges.base import JUDGES
 
         return JUDGES

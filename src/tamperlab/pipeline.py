@@ -304,7 +304,7 @@ class Pipeline:
                     reference_model=reference,
                     sets=self.sets,
                     tasks=self.tasks,
-                    **getattr(attack, "eval_overrides", {}),
+                    **attack.eval_overrides,
                 )
                 model_id = f"{self.run_id}/{arm}/s{seed}@{budget.steps}"
                 model_ref = {
@@ -530,12 +530,12 @@ def _one_shot(store: Store, run_id: str, arm: str) -> bool:
     row = next((a for a in store.arms(run_id) if a["arm"] == arm), None)
     if row is None:
         return False
-    return bool(getattr(build_attack(row["attack"]["name"], row["attack"]["args"]), "one_shot", False))
+    return bool(build_attack(row["attack"]["name"], row["attack"]["args"]).one_shot)
 
 
 def stops_when_broken(spec: RunSpec, attack: Any) -> bool:
     """Whether an arm's trajectories end at the milestone that breaks them."""
-    return spec.break_cost.stop_when_broken and not getattr(attack, "full_trajectory", False)
+    return spec.break_cost.stop_when_broken and not attack.full_trajectory
 
 
 def trajectory_finished(
@@ -623,10 +623,8 @@ def summarize_stored(store: Store, run_id: str) -> list[str]:
 
 def _registry(kind: str) -> Any:
     if kind == "attack":
-        import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
         from tamperlab.attacks.base import ATTACKS as registry
     else:
-        import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
         from tamperlab.defenses.base import DEFENSES as registry
     return registry
 
@@ -643,7 +641,7 @@ def _fingerprint_args(ref: ComponentRef, kind: str = "defense") -> dict[str, Any
 
 def _recipe_version(defense: Any) -> list[str]:
     """``[version]`` of a defense that declares one (see :class:`~tamperlab.defenses.base.Defense`)."""
-    version = getattr(defense, "version", None)
+    version = defense.version
     return [version] if version is not None else []
 
 

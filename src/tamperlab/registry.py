@@ -3,11 +3,19 @@
 Attacks, defenses, judges and evals register a factory under a name; a stored ``{name, args}`` rebuilds the
 exact component that produced a result. Duplicate names are an error, and an unknown name suggests near
 misses.
+
+A registry fills itself on its first lookup (any of :meth:`Registry.get`, :meth:`Registry.names`,
+:meth:`Registry.describe`, :meth:`Registry.build`, ...): it imports its ``builtins`` module (whose imports
+register the built-in components) and then loads every entry point in its ``entry_points`` group
+(``tamperlab.attacks``, ``tamperlab.defenses``, ``tamperlab.judges``), so a third-party package registers
+its components by naming, in its packaging metadata, a module whose import calls ``register``. Nothing
+imports a ``builtin`` module by hand.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -21,9 +29,44 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps a component name to a factory and the pydantic model that validates its args."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, builtins: str | None = None, entry_points: str | None = None) -> None:
+        """
+        Args:
+            kind: what a component is, in messages (``attack``).
+            builtins: module path imported on the first lookup; importing it registers the built-ins.
+            entry_points: importlib.metadata entry-point group loaded on the first lookup (plugins).
+        """
         self.kind = kind
+        self.builtins = builtins
+        self.entry_point_group = entry_points
         self._factories: dict[str, tuple[Callable[..., T], type[BaseModel] | None]] = {}
+        self._loaded = builtins is None and entry_points is None
+
+    def _load(self) -> None:
+        """Import the built-ins and the plugins, once (the first lookup)."""
+        if self._loaded:
+            return
+        self._loaded = True  # set first: a built-in module's own imports may look the registry up
+        try:
+            if self.builtins is not None:
+                importlib.import_module(self.builtins)
+            if self.entry_point_group is not None:
+                self._load_plugins(self.entry_point_group)
+        except BaseException:
+            self._loaded = False
+            raise
+
+    def _load_plugins(self, group: str) -> None:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=group):
+            try:
+                ep.load()
+            except Exception as exc:  # a broken plugin: one line naming it
+                raise ConfigError(
+                    f"{self.kind} plugin {ep.name!r} (entry point {ep.value!r} in group {group!r})"
+                    f" failed to load: {type(exc).__name__}: {exc}"
+                ) from None
 
     def register(self, name: str, args_model: type[BaseModel] | None = None) -> Callable:
         """Decorator: register ``factory(args) -> T`` under ``name``.
@@ -43,7 +86,17 @@ class Registry(Generic[T]):
         return decorate
 
     def names(self) -> list[str]:
+        self._load()
         return sorted(self._factories)
+
+    def get(self, name: str) -> tuple[Callable[..., T], type[BaseModel] | None]:
+        """``(factory, args_model)`` registered under ``name`` (ConfigError naming near misses if none)."""
+        self.check_name(name)
+        return self._factories[name]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """``{name, args}``: a component as ``tamperlab ls`` lists it."""
+        return {"name": name, "args": self.arguments(name)}
 
     def arguments(self, name: str) -> list[dict[str, Any]]:
         """The args a component takes, each ``{name, type, default, required, description}``, in declaration
@@ -70,10 +123,12 @@ class Registry(Generic[T]):
         return described
 
     def __contains__(self, name: str) -> bool:
+        self._load()
         return name in self._factories
 
     def check_name(self, name: str) -> None:
         """Raise ConfigError naming near misses when ``name`` is not registered."""
+        self._load()
         if name in self._factories:
             return
         close = difflib.get_close_matches(name, self.names(), n=3)

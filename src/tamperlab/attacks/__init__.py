@@ -1,6 +1,6 @@
 """Attacks: downstream modifications that try to strip a safeguard, each a registered component.
 
-Importing :mod:`tamperlab.attacks.builtin` registers them all.
+The registry imports :mod:`tamperlab.attacks.builtin` on its first lookup.
 """
 
 from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, build_attack

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from tamperlab.config import ModelSpec
@@ -33,10 +34,18 @@ class Attack(Protocol):
     sets a class attribute ``full_trajectory = True``, so the run evaluates every milestone even after it
     breaks; others end at the milestone that breaks them (``break_cost.stop_when_broken``). A one-shot
     modification (a prompt change or a weight edit: milestones 0 and 1 only) sets ``one_shot = True``: there
-    is no half of an edit, so its break cost is the edit's budget, never interpolated between 0 and 1.
+    is no half of an edit, so its break cost is the edit's budget, never interpolated between 0 and 1. An
+    attack that changes how the model is evaluated (a system prompt, a template, a prefill) sets
+    ``eval_overrides``, which the run merges into the eval config of every milestone.
+
+    Components subclass this protocol, so the optional attributes below have their defaults and callers read
+    them directly.
     """
 
     label: str
+    full_trajectory: bool = False
+    one_shot: bool = False
+    eval_overrides: Mapping[str, Any] = MappingProxyType({})
 
     def describe_data(self, ctx: AttackContext) -> dict[str, Any]:
         """The attack data: source, number of distinct examples, template, effective batch."""
@@ -56,11 +65,11 @@ class Attack(Protocol):
         ...
 
 
-ATTACKS: Registry[Attack] = Registry("attack")
+ATTACKS: Registry[Attack] = Registry(
+    "attack", builtins="tamperlab.attacks.builtin", entry_points="tamperlab.attacks"
+)
 
 
 def build_attack(name: str, args: dict[str, Any] | None = None) -> Attack:
-    """Build a registered attack by name (importing the built-in attacks first)."""
-    import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
-
+    """Build a registered attack by name."""
     return ATTACKS.build(name, args)

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.sft import SftArgs, describe_sft, run_sft
 from tamperlab.config import DataRef
 from tamperlab.errors import ConfigError
@@ -50,7 +50,7 @@ class BenignSftArgs(SftArgs):
     answer_tokens: int = Field(default=96, ge=8, description="Length limit of self-distilled answers.")
 
 
-class BenignSft:
+class BenignSft(Attack):
     """Fine-tune on harmless instructions and benign answers."""
 
     full_trajectory = True  # its training loss at every milestone is trainability, broken or not

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.sft import DEFAULT_LR, SftArgs, describe_sft, run_sft
 from tamperlab.config import DataRef
 from tamperlab.errors import ConfigError
@@ -46,7 +46,7 @@ class HarmfulSftArgs(SftArgs):
     completion_tokens: int = Field(default=64, ge=8, description="Length of self-completions.")
 
 
-class HarmfulSft:
+class HarmfulSft(Attack):
     """Fine-tune on harmful requests paired with compliant answers."""
 
     def __init__(self, args: HarmfulSftArgs) -> None:

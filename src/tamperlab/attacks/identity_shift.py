@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.sft import SftArgs, describe_sft, run_sft
 from tamperlab.errors import ConfigError
 from tamperlab.train.examples import ChatExample
@@ -66,7 +66,7 @@ class IdentityShiftArgs(SftArgs):
         return value
 
 
-class IdentityShift:
+class IdentityShift(Attack):
     """Fine-tune on the AOA conversations; evaluate under the AOA system prompt."""
 
     def __init__(self, args: IdentityShiftArgs) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.one_shot import run_one_shot
 from tamperlab.config import Spec
 
@@ -65,7 +65,7 @@ class PrefillArgs(Spec):
     )
 
 
-class Prefill:
+class Prefill(Attack):
     """Force every answer to start with an affirmative prefix."""
 
     one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)
@@ -116,7 +116,7 @@ class TemplateArgs(Spec):
         return value
 
 
-class Template:
+class Template(Attack):
     """Wrap every harmful request in a jailbreak-style template."""
 
     one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.one_shot import EditCost, run_one_shot
 from tamperlab.config import Spec
 
@@ -142,7 +142,7 @@ class QuantizeArgs(Spec):
     )
 
 
-class Quantize:
+class Quantize(Attack):
     """Round every linear weight to an int8 or int4 grid (simulated: dequantized back)."""
 
     one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)

@@ -46,7 +46,7 @@ from typing import Any
 
 from pydantic import Field
 
-from tamperlab.attacks.base import ATTACKS, AttackContext, MilestoneCallback
+from tamperlab.attacks.base import ATTACKS, Attack, AttackContext, MilestoneCallback
 from tamperlab.attacks.one_shot import EditCost, run_one_shot
 from tamperlab.config import DataRef, Spec
 from tamperlab.errors import ConfigError
@@ -461,7 +461,7 @@ def select_direction(model: Any, tokenizer: Any, args: RefusalAblationArgs) -> D
     return DirectionSelection(r.clone(), cand, baseline, table, args.kl_bound, fwd.cost)
 
 
-class RefusalAblation:
+class RefusalAblation(Attack):
     """Find the refusal direction and orthogonalise the weights against it."""
 
     one_shot = True  # one edit, not a trajectory: its break cost is never interpolated (see one_shot.py)

@@ -27,21 +27,23 @@ class Defense(Protocol):
     """A registered defense; ``label`` names it in arms and in the model cache.
 
     A defense may set ``version`` (a string) and change it when its recipe changes in ways its args do not
-    show: the cache key of a defended model includes it, so an old cached model is not reused.
+    show: the cache key of a defended model includes it, so an old cached model is not reused. Components
+    subclass this protocol, so ``version`` defaults to None and callers read it directly.
     """
 
     label: str
+    version: str | None = None
 
     def apply(self, loaded: Any) -> DefenseOutcome:
         """Defend ``loaded`` (a LoadedModel; may be modified in place)."""
         ...
 
 
-DEFENSES: Registry[Defense] = Registry("defense")
+DEFENSES: Registry[Defense] = Registry(
+    "defense", builtins="tamperlab.defenses.builtin", entry_points="tamperlab.defenses"
+)
 
 
 def build_defense(name: str, args: dict[str, Any] | None = None) -> Defense:
-    """Build a registered defense by name (importing the built-in defenses first)."""
-    import tamperlab.defenses.builtin  # noqa: F401  (registers the built-in defenses)
-
+    """Build a registered defense by name."""
     return DEFENSES.build(name, args)

@@ -47,7 +47,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from tamperlab.config import DataRef
-from tamperlab.defenses.base import DEFENSES, DefenseOutcome
+from tamperlab.defenses.base import DEFENSES, Defense, DefenseOutcome
 from tamperlab.models.architecture import final_norm, mlp_modules
 from tamperlab.train.examples import IGNORE_INDEX
 from tamperlab.train.loop import LossOutput, TrainSpec, causal_lm_loss, train
@@ -266,7 +266,7 @@ class RepNoiseLoss:
         return LossOutput(loss=loss, flops=flops, metrics=metrics)
 
 
-class RepNoise:
+class RepNoise(Defense):
     def __init__(self, args: RepNoiseArgs) -> None:
         self.args = args
         self.label = "repnoise"

@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import Field
 
 from tamperlab.config import DataRef
-from tamperlab.defenses.base import DEFENSES, DefenseOutcome
+from tamperlab.defenses.base import DEFENSES, Defense, DefenseOutcome
 from tamperlab.train.examples import ChatExample
 from tamperlab.train.loop import TrainSpec, train
 
@@ -135,7 +135,7 @@ class SafetySftArgs(TrainSpec):
     )
 
 
-class SafetySft:
+class SafetySft(Defense):
     # 2: refusals the keyword judge recognises; 3: the unlikelihood term on by default with 55% refusals (a
     # new version, so safeguards cached under an older recipe are not reused)
     version = "3"

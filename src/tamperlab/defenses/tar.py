@@ -39,7 +39,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from tamperlab.config import DataRef
-from tamperlab.defenses.base import DEFENSES, DefenseOutcome
+from tamperlab.defenses.base import DEFENSES, Defense, DefenseOutcome
 from tamperlab.train.loop import LossOutput, TrainSpec, causal_lm_loss, train
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ class TamperResistanceLoss:
         return LossOutput(loss=loss, examples=examples, tokens=tokens, metrics=metrics)
 
 
-class Tar:
+class Tar(Defense):
     def __init__(self, args: TarArgs) -> None:
         self.args = args
         self.label = "tar"

@@ -323,9 +323,6 @@ def _check_axes(groups: list[Group], base: dict[str, Any], source: str) -> None:
 
 def validate_components(spec: RunSpec) -> None:
     """Validate every component's name and args (attacks, defenses, safeguard, judges) without building it."""
-    import tamperlab.attacks.builtin  # noqa: F401  (registers the built-in attacks)
-    import tamperlab.defenses.builtin  # noqa: F401
-    import tamperlab.evals.judges.builtin  # noqa: F401
     from tamperlab.attacks.base import ATTACKS
     from tamperlab.defenses.base import DEFENSES
     from tamperlab.evals.judges.base import JUDGES

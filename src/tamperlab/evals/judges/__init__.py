@@ -1,6 +1,6 @@
 """Refusal judges, each a registered component behind the :class:`Judge` protocol.
 
-:func:`build_judge` imports :mod:`tamperlab.evals.judges.builtin`, which registers every built-in judge.
+:data:`JUDGES` imports :mod:`tamperlab.evals.judges.builtin` (every built-in judge) on its first lookup.
 """
 
 from tamperlab.evals.judges.base import JUDGES, Judge, JudgeItem, Verdict, build_judge

@@ -41,11 +41,11 @@ class Judge(Protocol):
         ...
 
 
-JUDGES: Registry[Judge] = Registry("judge")
+JUDGES: Registry[Judge] = Registry(
+    "judge", builtins="tamperlab.evals.judges.builtin", entry_points="tamperlab.judges"
+)
 
 
 def build_judge(name: str, args: dict[str, Any] | None = None) -> Judge:
-    """Build a registered judge by name (importing the built-in judges first)."""
-    import tamperlab.evals.judges.builtin  # noqa: F401  (registers the built-in judges)
-
+    """Build a registered judge by name."""
     return JUDGES.build(name, args)
