@@ -45,14 +45,12 @@ from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.capability_suite import load_tasks
 from tamperlab.evals.safety import build_judges, evaluate, load_eval_sets
-from tamperlab.models.adapters import adapter_key, adapter_record, is_adapter_dir, read_adapter
-from tamperlab.models.embedded import embedded_model
-from tamperlab.models.embedded import identity as embedded_identity
+from tamperlab.models.adapters import adapter_record, is_adapter_dir, read_adapter
+from tamperlab.models.identity import model_key
 from tamperlab.models.loading import (
     cached_model_dir,
     is_cached,
     load_model,
-    resolve_model_dir,
     save_model,
 )
 from tamperlab.store import Store
@@ -89,24 +87,6 @@ class RunOutcome:
 
 def _short_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
-
-
-def model_key(spec: ModelSpec) -> str:
-    """The model's identity, from its content and never from paths or file times.
-
-    The embedded default model is its packaged GGUF, named by package version and file size; an embedded
-    model assembled from parts is its pinned sha256: the same on every machine, so one spec has one run id
-    everywhere. Any other model (a directory, a cached model, a converted
-    GGUF) is the sha256 of its weight, config and tokenizer files: a copied or moved directory keeps its run
-    ids.
-    """
-    embedded = embedded_model(spec.name)
-    if embedded is not None:
-        return embedded_identity(embedded)
-    if is_adapter_dir(Path(spec.name).expanduser()):
-        return adapter_key(read_adapter(spec.name))
-    model_dir, _ = resolve_model_dir(spec.name)
-    return provenance.model_fingerprint(model_dir)
 
 
 def add_released_model(

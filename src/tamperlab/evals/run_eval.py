@@ -41,9 +41,9 @@ class EvalOutcome:
 
 def eval_run_id(spec: EvalRunSpec, tasks: list[LoadedTask] | None = None) -> str:
     """Hash of the resolved spec with the model's identity from its content (new weights at one path get a new
-    id; a copied directory keeps its id; see :func:`tamperlab.pipeline.model_key`) and the prompt sets' and
-    capability data's content fingerprints (so changed data gets a new id)."""
-    from tamperlab.pipeline import model_key
+    id; a copied directory keeps its id; see :func:`tamperlab.models.identity.model_key`) and the prompt sets'
+    and capability data's content fingerprints (so changed data gets a new id)."""
+    from tamperlab.models.identity import model_key
 
     tasks = load_tasks(spec.eval) if tasks is None else tasks
     keyed = spec.model_copy(update={"model": spec.model.model_copy(update={"name": model_key(spec.model)})})

@@ -78,7 +78,7 @@ def read_adapter(path: str | Path) -> Adapter:
 def adapter_key(adapter: Adapter) -> str:
     """The adapter's identity: its files' content and its base's identity (never paths or file times)."""
     from tamperlab.config import ModelSpec
-    from tamperlab.pipeline import model_key
+    from tamperlab.models.identity import model_key  # identity imports this module
     from tamperlab.provenance import model_fingerprint
 
     return f"adapter:{model_fingerprint(adapter.path)}|base:{model_key(ModelSpec(name=adapter.base))}"

@@ -209,7 +209,7 @@ def study_name_for(spec: SearchSpec) -> str:
     identity, so the same search against the same model resumes and anything else starts afresh."""
     import hashlib
 
-    from tamperlab.pipeline import model_key
+    from tamperlab.models.identity import model_key
 
     if spec.study_name:
         return spec.study_name
