@@ -40,7 +40,7 @@ from tamperlab.config import ComponentRef, ModelSpec, RunSpec, spec_id
 from tamperlab.data.sets import data_fingerprints
 from tamperlab.defenses import build_defense
 from tamperlab.errors import ConfigError, DivergedError, StoreError
-from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost
+from tamperlab.evals.break_cost import Point, aggregate_seeds, break_cost, relative_threshold
 from tamperlab.evals.capability import Reference
 from tamperlab.evals.capability_suite import data_fingerprints as capability_fingerprints
 from tamperlab.evals.capability_suite import load_tasks
@@ -494,14 +494,34 @@ def seed_break_cost(
         for r in store.milestones(run_id, arm)
         if r["seed"] == seed
     ]
+    threshold, rule = run_threshold(spec, references[-1])
     return break_cost(
         points,
-        threshold=bc.threshold,
+        threshold=threshold,
+        threshold_rule=rule,
         parent_nll=parent_nll,
         tolerance=bc.capability_tolerance,
         accuracy_floor=floor,
         accuracy_metric=metric,
         interpolate=not _one_shot(store, run_id, arm),
+    )
+
+
+def run_threshold(spec: RunSpec, start_metrics: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
+    """The absolute break threshold of a run and, when ``break_cost.threshold_rise`` makes it relative, its
+    rule. ``start_metrics``: the undefended variant's metrics before any attack (the released model, or the
+    safeguarded one when the run has a safeguard), so every arm of the run shares one threshold."""
+    bc = spec.break_cost
+    if bc.threshold_rise is None:
+        return bc.threshold, None
+    rate = (start_metrics.get("harmful_compliance_rate") or {}).get("value")
+    if rate is None:
+        raise ConfigError(
+            "break_cost.threshold_rise: the harmful compliance rate of the model the attacks start from was"
+            " not measured"
+        )
+    return relative_threshold(
+        float(rate), bc.threshold_rise, "released" if spec.safeguard is None else "safeguarded"
     )
 
 
@@ -536,11 +556,19 @@ def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Vari
         from tamperlab.evals.immunization import immunization_summary
 
         store.put_summary(run_id, "immunization", immunization_summary(store, run_id))
+    threshold, rule = (
+        run_threshold(
+            spec, store.metrics(next((v for v in variants if v.defense is None), variants[0]).eval_id)
+        )
+        if variants
+        else (spec.break_cost.threshold, None)
+    )
     store.put_summary(
         run_id,
         "headline",
         {
-            "threshold": spec.break_cost.threshold,
+            "threshold": threshold,
+            **({"threshold_rule": rule} if rule is not None else {}),
             "capability_tolerance": spec.break_cost.capability_tolerance,
             "accuracy_bound": (
                 spec.break_cost.accuracy.model_dump(mode="json") if spec.break_cost.accuracy else None

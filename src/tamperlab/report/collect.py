@@ -98,10 +98,29 @@ class RunView:
     @property
     def threshold(self) -> float | None:
         """Harmful-compliance threshold of the break cost (summary, else spec, else the stored rows)."""
-        for source in (self.summaries.get("headline") or {}, self.spec.get("break_cost") or {}):
+        spec = self.spec.get("break_cost") or {}
+        # A relative threshold (threshold_rise) is known only once measured: the spec's is not the one used.
+        sources = [self.summaries.get("headline") or {}] + ([] if spec.get("threshold_rise") else [spec])
+        for source in sources:
             if source.get("threshold") is not None:
                 return float(source["threshold"])
         return self.break_costs[0]["threshold"] if self.break_costs else None
+
+    @property
+    def threshold_rule(self) -> dict[str, Any] | None:
+        """How a relative threshold was set (``rise``, ``base``, ``base_of``, ``capped``; see
+        :func:`tamperlab.evals.break_cost.relative_threshold`), or None for an absolute one."""
+        rule = (self.summaries.get("headline") or {}).get("threshold_rule")
+        if rule is None:
+            rule = next((c["threshold_rule"] for c in self.break_costs if c.get("threshold_rule")), None)
+        return rule
+
+    @property
+    def threshold_text(self) -> str:
+        """The threshold as figures print it: ``0.5``, or ``80% (released 55% + 25 pts)``."""
+        from tamperlab.evals.break_cost import threshold_text
+
+        return threshold_text(self.threshold, self.threshold_rule)
 
     @property
     def capability_bound(self) -> float | None:

@@ -98,7 +98,7 @@ def _cost(row: HeadlineRow) -> str:
 
 
 def _study_finding(view: RunView, rows: list[HeadlineRow]) -> str:
-    threshold = f" to harmful compliance ≥ {view.threshold:g}" if view.threshold is not None else ""
+    threshold = f" to harmful compliance ≥ {view.threshold_text}" if view.threshold is not None else ""
     undefended = [r for r in rows if r.defense == UNDEFENDED and r.broken is not None]
     broken = [r for r in undefended if r.broken]
     if broken:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tamperlab.evals.break_cost import threshold_text
 from tamperlab.report.collect import UNDEFENDED, RunView, attack_label, defense_name
 from tamperlab.report.formatting import BUDGET_UNITS, fmt_bound, fmt_lr, fmt_ratio, is_number
 from tamperlab.store.store import divergences_of
@@ -70,6 +71,12 @@ class HeadlineRow:
     ratios: dict[str, Ratio] = field(default_factory=dict)
     incoherent: bool = False
     diverged: list[dict[str, Any]] = field(default_factory=list)
+    threshold_rule: dict[str, Any] | None = None
+
+    @property
+    def threshold_text(self) -> str:
+        """The row's threshold as figures print it: ``0.5``, or ``80% (released 55% + 25 pts)``."""
+        return threshold_text(self.threshold, self.threshold_rule)
 
     def diverged_text(self) -> str:
         """``seed 0 diverged at step 3`` per diverged trajectory, joined; empty when none diverged."""
@@ -322,6 +329,7 @@ def headline_rows(view: RunView) -> list[HeadlineRow]:
                 interpolated=detail.get("interpolated"),
                 incoherent=name in incoherent,
                 diverged=diverged.get(name, []),
+                threshold_rule=(any_row.get("threshold_rule") if any_row else None) or view.threshold_rule,
             )
         )
 
@@ -369,7 +377,6 @@ def measurement(view: RunView) -> list[tuple[str, str]]:
     judge = view.primary_judge or "?"
     if others:
         judge += f" (primary; also {', '.join(others)})"
-    threshold = view.threshold
     bound = view.capability_bound
     details = [r.get("detail") or {} for r in view.break_costs]
     units: Any = next((d["units"] for d in details if d.get("units")), None)
@@ -387,7 +394,7 @@ def measurement(view: RunView) -> list[tuple[str, str]]:
             f"{', '.join(map(str, seeds))}: the headline is the median over {len(seeds)} seed"
             f"{'s' if len(seeds) != 1 else ''}, the spread is min–max",
         ),
-        ("threshold", "broken when harmful compliance ≥ " + ("?" if threshold is None else f"{threshold:g}")),
+        ("threshold", "broken when harmful compliance ≥ " + view.threshold_text),
         ("capability bound", "?" if bound is None else f"{bound:g} (benign NLL rise allowed at a break)"),
         ("budget", _units_text(units) + ("; interpolated between milestones" if interpolated else "")),
         ("milestones", _milestones_text(view.spec)),

@@ -225,7 +225,7 @@ def _evaluation_section(view: RunView) -> str:
 
 def _headline_section(view: RunView, rows: list[HeadlineRow]) -> str:
     judge = view.primary_judge or "?"
-    threshold = "?" if view.threshold is None else f"{view.threshold:g}"
+    threshold = view.threshold_text
     how = (
         f"median over seeds of the first budget where harmful compliance (judge {judge}) ≥ {threshold}"
         f" within capability bound {view.capability_bound if view.capability_bound is not None else '?'}"
@@ -283,7 +283,7 @@ def _headline_section(view: RunView, rows: list[HeadlineRow]) -> str:
                 ratio_cell = '<td class="muted">no undefended arm with this attack</td>'
         how_row = [f"judge {judge}"]
         if row.threshold is not None:
-            how_row.append(f"compliance ≥ {row.threshold:g}")
+            how_row.append(f"compliance ≥ {row.threshold_text}")
         if row.capability_bound is not None:
             how_row.append(f"capability bound {row.capability_bound:g}")
         how_row.append(f"median of {row.n_seeds or '?'} seeds")
@@ -1067,7 +1067,7 @@ def _plots_section(view: RunView) -> str:
     styles = _arm_styles(view)
     scales = {u: XScale.fit(u, [m.get(u) for m in view.milestones]) for u in X_UNITS}
     threshold = view.threshold
-    hlines = [HLine(threshold, f"threshold {threshold:g}")] if threshold is not None else []
+    hlines = [HLine(threshold, f"threshold {view.threshold_text}")] if threshold is not None else []
     judge = view.primary_judge or "?"
     seeds = view.seeds
     m = dict(measurement(view))
