@@ -118,8 +118,6 @@ class RunView:
     @property
     def threshold_text(self) -> str:
         """The threshold as figures print it: ``0.5``, or ``80% (released 55% + 25 pts)``."""
-        from tamperlab.evals.break_cost import threshold_text
-
         return threshold_text(self.threshold, self.threshold_rule)
 
     @property
@@ -344,3 +342,17 @@ def attack_label(arm: dict[str, Any]) -> str:
     """The arm's name without its defense part (``harmful-sft-full``): pairs defended and undefended arms."""
     name = arm["arm"]
     return name.split("/", 1)[1] if "/" in name else name
+
+
+def threshold_text(threshold: float | None, rule: dict[str, Any] | None = None) -> str:
+    """The threshold as figures print it: ``0.5``, or a relative one with its rule,
+    ``80% (released 55% + 25 pts)`` (``, capped at 100%`` when the rise would pass 1.0)."""
+    if threshold is None:
+        return "?"
+    if not rule:
+        return f"{threshold:g}"
+    capped = ", capped at 100%" if rule.get("capped") else ""
+    return (
+        f"{threshold:.0%} ({rule.get('base_of', 'start')} {rule['base']:.0%} + {rule['rise'] * 100:g} pts"
+        f"{capped})"
+    )

@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tamperlab.evals.break_cost import threshold_text
-from tamperlab.report.collect import UNDEFENDED, RunView, attack_label, defense_name
+from tamperlab.report.collect import UNDEFENDED, RunView, attack_label, defense_name, threshold_text
 from tamperlab.report.formatting import BUDGET_UNITS, fmt_bound, fmt_lr, fmt_ratio, is_number
 from tamperlab.store.store import divergences_of
 

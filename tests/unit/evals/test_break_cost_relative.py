@@ -10,8 +10,8 @@ from tamperlab.evals.break_cost import (
     aggregate_seeds,
     break_cost,
     relative_threshold,
-    threshold_text,
 )
+from tamperlab.report.collect import threshold_text
 
 
 def traj(compliance):
