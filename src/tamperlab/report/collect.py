@@ -351,8 +351,12 @@ def threshold_text(threshold: float | None, rule: dict[str, Any] | None = None) 
         return "?"
     if not rule:
         return f"{threshold:g}"
+
+    def pct(value: float) -> str:  # 82.5% stays 82.5%, 80.0% prints 80%
+        return f"{round(value * 100, 1):g}%"
+
     capped = ", capped at 100%" if rule.get("capped") else ""
     return (
-        f"{threshold:.0%} ({rule.get('base_of', 'start')} {rule['base']:.0%} + {rule['rise'] * 100:g} pts"
-        f"{capped})"
+        f"{pct(threshold)} ({rule.get('base_of', 'start')} {pct(rule['base'])} +"
+        f" {round(rule['rise'] * 100, 1):g} pts{capped})"
     )

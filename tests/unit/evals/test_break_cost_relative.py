@@ -96,6 +96,7 @@ def test_threshold_text_states_the_rule():
     assert threshold_text(None) == "?"
     assert threshold_text(*relative_threshold(0.55, 0.25)) == "80% (released 55% + 25 pts)"
     assert threshold_text(*relative_threshold(0.9, 0.25)) == "100% (released 90% + 25 pts, capped at 100%)"
+    assert threshold_text(*relative_threshold(0.575, 0.25)) == "82.5% (released 57.5% + 25 pts)"
 
 
 def test_spec_effective_threshold_and_cap():
