@@ -512,17 +512,14 @@ def run_threshold(spec: RunSpec, start_metrics: dict[str, Any]) -> tuple[float, 
     rule. ``start_metrics``: the undefended variant's metrics before any attack (the released model, or the
     safeguarded one when the run has a safeguard), so every arm of the run shares one threshold."""
     bc = spec.break_cost
-    if bc.threshold_rise is None:
-        return bc.threshold, None
     rate = (start_metrics.get("harmful_compliance_rate") or {}).get("value")
-    if rate is None:
-        raise ConfigError(
-            "break_cost.threshold_rise: the harmful compliance rate of the model the attacks start from was"
-            " not measured"
-        )
-    return relative_threshold(
+    threshold = bc.effective_threshold(None if rate is None else float(rate))
+    if bc.threshold_rise is None:
+        return threshold, None
+    _, rule = relative_threshold(
         float(rate), bc.threshold_rise, "released" if spec.safeguard is None else "safeguarded"
     )
+    return threshold, rule
 
 
 def _one_shot(store: Store, run_id: str, arm: str) -> bool:
@@ -556,13 +553,8 @@ def save_summaries(store: Store, run_id: str, spec: RunSpec, variants: list[Vari
         from tamperlab.evals.immunization import immunization_summary
 
         store.put_summary(run_id, "immunization", immunization_summary(store, run_id))
-    threshold, rule = (
-        run_threshold(
-            spec, store.metrics(next((v for v in variants if v.defense is None), variants[0]).eval_id)
-        )
-        if variants
-        else (spec.break_cost.threshold, None)
-    )
+    start = next((v for v in variants if v.defense is None), variants[0] if variants else None)
+    threshold, rule = run_threshold(spec, store.metrics(start.eval_id) if start is not None else {})
     store.put_summary(
         run_id,
         "headline",
