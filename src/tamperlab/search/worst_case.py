@@ -182,9 +182,10 @@ def worst_case(
         measure: ``"nll"``, ``"kl"`` or an accuracy metric (see :func:`capability_loss`).
 
     Returns:
-        ``{"threshold", "threshold_rule" (None unless relative), "metric", "measure", "runs", "modifications": n, "by_epsilon": [{"epsilon",
-        "most_harmful", "cheapest": {unit: record}, "cheapest_weight_modification": {unit: record}}]}``; a
-        record is one milestone as returned by :func:`modifications`, or None when nothing qualifies.
+        ``{"threshold", "threshold_rule" (None unless relative), "metric", "measure", "runs",
+        "modifications": n, "by_epsilon": [{"epsilon", "most_harmful", "cheapest": {unit: record},
+        "cheapest_weight_modification": {unit: record}}]}``; a record is one milestone as returned by
+        :func:`modifications`, or None when nothing qualifies.
     """
     check_measure(measure)
     ids = [run_ids] if isinstance(run_ids, str) else list(run_ids)
